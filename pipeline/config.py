@@ -1,0 +1,302 @@
+"""Experiment files: loading, ``-o key=value`` overrides and complete validation.
+
+An experiment is made only of named plugins plus the ``train`` settings. Everything is
+validated before anything runs; the first problem becomes one :class:`ConfigError`
+naming the dotted field (``train.n_critic``, ``constraint.weight``, ``loss.name``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError, PluginError
+from pipeline.registry import PluginInfo, Registry
+from pipeline.types import Kind, Settings
+
+PLUGIN_SECTIONS: tuple[tuple[str, Kind], ...] = (
+    ("dataset", "dataset"),
+    ("model", "model"),
+    ("loss", "loss"),
+    ("constraint", "constraint"),
+    ("optimizer.generator", "optimizer"),
+    ("optimizer.critic", "optimizer"),
+)
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "dataset",
+    "model",
+    "loss",
+    "constraint",
+    "optimizer",
+    "train",
+    "metrics",
+    "tune",
+)
+
+
+class TrainSettings(BaseModel):
+    """How to train. Defaults follow Gulrajani et al. 2017 (toy script: batch 256, n_critic 5)
+    and the VEEGAN/PacGAN evaluation protocol (2,500 samples)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: generator steps
+    steps: int = Field(2000, ge=1)
+    #: critic steps per generator step (Arjovsky 2017; Gulrajani 2017: 5)
+    n_critic: int = Field(5, ge=1)
+    #: WGAN warm-up (Arjovsky 2017, main.py): this many critic steps for the first 25
+    #: generator steps and every 500th; 0 turns it off, the paper uses 100
+    n_critic_warmup: int = Field(0, ge=0)
+    batch_size: int = Field(256, ge=1)
+    seed: int = 0
+    #: evaluate with the metric plugins every this many generator steps (and at the end)
+    eval_every: int = Field(500, ge=1)
+    #: samples per evaluation (VEEGAN/PacGAN protocol: 2,500)
+    eval_samples: int = Field(2500, ge=1)
+    #: send buffered per-step metrics to the tracker every this many generator steps;
+    #: gradient norms and σ estimates are measured on these steps
+    log_every: int = Field(25, ge=1)
+    #: write a checkpoint every this many steps (0: only the final one)
+    checkpoint_every: int = Field(0, ge=0)
+    #: auto (CUDA when present), cpu, cuda or cuda:N
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class PluginChoice:
+    """A plugin picked by an experiment, with its validated settings."""
+
+    section: str
+    info: PluginInfo
+    settings: Settings
+
+    def instantiate(self) -> Any:
+        return self.info.cls(self.settings)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A fully validated experiment: plugin choices, train settings and the resolved dict."""
+
+    name: str
+    train: TrainSettings
+    plugins: dict[str, PluginChoice]
+    metrics: list[PluginInfo]
+    resolved: dict[str, Any]
+    tune: dict[str, Any] = field(default_factory=dict)
+
+    def flat_params(self) -> dict[str, str]:
+        """The resolved config under dotted keys, as MLflow params (``tune`` excluded)."""
+        resolved = {k: v for k, v in self.resolved.items() if k != "tune"}
+        return {k: _param_str(v) for k, v in flatten(resolved).items()}
+
+
+def _param_str(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_param_str(v) for v in value) + "]"
+    return str(value)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+# -- loading and overrides -----------------------------------------------------
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("", f"experiment file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    data.setdefault("name", path.stem)
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.steps=2000"`` → ``("train.steps", 2000)``; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError("", f"override {text!r} must look like key.path=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``key.path=value`` set (sections created as needed)."""
+    data = copy.deepcopy(raw)
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(data, key, value)
+    return data
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(parts[: i + 1]), "is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+# -- validation ------------------------------------------------------------------
+
+
+def _pydantic_error(prefix: str, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    dotted = f"{prefix}.{loc}" if loc else prefix
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(model.model_fields)) or "none"
+        return ConfigError(dotted, f"unknown key (allowed here: {allowed})")
+    got = err.get("input")
+    return ConfigError(dotted, f"{err['msg']} (got {got!r})")
+
+
+def _section(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _validate_plugin_section(
+    data: dict[str, Any], section: str, kind: Kind, registry: Registry
+) -> PluginChoice:
+    node = _section(data, section)
+    if node is None:
+        raise ConfigError(section, f"missing section (it needs at least a {kind} 'name')")
+    if not isinstance(node, dict):
+        raise ConfigError(section, f"must be a mapping with a 'name', got {node!r}")
+    name = node.get("name")
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"{section}.name",
+            f"missing or not a string; available: {', '.join(registry.names(kind))}",
+        )
+    try:
+        info = registry.get(kind, name)
+    except PluginError as exc:
+        raise ConfigError(f"{section}.name", str(exc)) from None
+    values = {k: v for k, v in node.items() if k != "name"}
+    try:
+        settings = info.cls.Settings.model_validate(values)
+    except ValidationError as exc:
+        raise _pydantic_error(section, exc, info.cls.Settings) from None
+    return PluginChoice(section=section, info=info, settings=settings)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def validate(data: dict[str, Any], registry: Registry) -> Experiment:
+    """Validate a whole experiment dict (after overrides) against the registry."""
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(str(key), f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)})")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("name", "must be a non-empty string")
+    optimizer = data.get("optimizer")
+    if isinstance(optimizer, dict):
+        for key in optimizer:
+            if key not in ("generator", "critic"):
+                raise ConfigError(f"optimizer.{key}", "unknown key (allowed: critic, generator)")
+    train_raw = data.get("train") or {}
+    if not isinstance(train_raw, dict):
+        raise ConfigError("train", f"must be a mapping, got {train_raw!r}")
+    try:
+        train = TrainSettings.model_validate(train_raw)
+    except ValidationError as exc:
+        raise _pydantic_error("train", exc, TrainSettings) from None
+
+    plugins = {
+        section: _validate_plugin_section(data, section, kind, registry)
+        for section, kind in PLUGIN_SECTIONS
+    }
+    dataset = plugins["dataset"].instantiate()
+    metric_names = data.get("metrics")
+    metrics: list[PluginInfo] = []
+    if metric_names is None:
+        metrics = [
+            registry.get("metric", n)
+            for n in registry.names("metric")
+            if registry.get("metric", n).cls().applies_to(dataset)
+        ]
+    else:
+        if not isinstance(metric_names, list) or not all(isinstance(n, str) for n in metric_names):
+            raise ConfigError("metrics", "must be a list of metric names")
+        for n in metric_names:
+            try:
+                info = registry.get("metric", n)
+            except PluginError as exc:
+                raise ConfigError("metrics", str(exc)) from None
+            if not info.cls().applies_to(dataset):
+                raise ConfigError(
+                    "metrics",
+                    f"metric {n!r} does not apply to dataset {plugins['dataset'].info.name!r}",
+                )
+            metrics.append(info)
+
+    tune = data.get("tune") or {}
+    if not isinstance(tune, dict):
+        raise ConfigError("tune", "must be a mapping")
+
+    resolved: dict[str, Any] = {"name": name}
+    if data.get("description"):
+        resolved["description"] = str(data["description"])
+    for section, choice in plugins.items():
+        body = {"name": choice.info.name, **_jsonable(choice.settings.model_dump())}
+        if "." in section:
+            outer, inner = section.split(".")
+            resolved.setdefault(outer, {})[inner] = body
+        else:
+            resolved[section] = body
+    resolved["train"] = train.model_dump()
+    resolved["metrics"] = [m.name for m in metrics]
+    if tune:
+        resolved["tune"] = tune
+    return Experiment(
+        name=name, train=train, plugins=plugins, metrics=metrics, resolved=resolved, tune=tune
+    )
+
+
+def load_experiment(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, registry: Registry
+) -> Experiment:
+    """Load, override and validate an experiment file."""
+    return validate(apply_overrides(load_yaml(path), overrides), registry)

@@ -1,0 +1,259 @@
+"""Plots for evaluation artifacts: 2-D sample scatters, image grids and loss curves.
+
+Only matplotlib's object API is used (``Figure`` + ``savefig``), never pyplot: plots are
+made from worker threads while tuning, and pyplot's global state is not thread-safe.
+Every function creates the parent folders of ``path`` and returns it as a ``Path``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.collections import PatchCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle
+
+#: resolution of every saved PNG
+DPI = 100
+#: share of the samples the scatter view must show when no reference extent exists
+_SAMPLE_QUANTILES = (0.01, 0.99)
+
+
+def _prepare(path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _as_points(array: np.ndarray, what: str) -> np.ndarray:
+    points = np.asarray(array, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"{what} must have shape (n, 2), got {points.shape}")
+    return points
+
+
+def _scatter_limits(
+    samples: np.ndarray, reference: np.ndarray | None, std: float | None
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """A square view: the reference extent (centres/real) if any, else most samples.
+
+    With a reference, the view grows to take in the central 98 % of the samples, but by at
+    most one reference span on each side, so a handful of exploded samples cannot shrink
+    the picture to a dot.
+    """
+    finite = samples[np.isfinite(samples).all(axis=1)]
+    if finite.size:
+        s_lo, s_hi = np.quantile(finite, _SAMPLE_QUANTILES, axis=0)
+    else:
+        s_lo = s_hi = None
+    if reference is not None and reference.size:
+        lo, hi = reference.min(axis=0), reference.max(axis=0)
+        if std is not None:
+            lo, hi = lo - 3 * std, hi + 3 * std
+        span = np.maximum(hi - lo, 1e-6).max()
+        if s_lo is not None:
+            lo = np.maximum(np.minimum(lo, s_lo), lo - span)
+            hi = np.minimum(np.maximum(hi, s_hi), hi + span)
+    elif s_lo is not None:
+        lo, hi = s_lo, s_hi
+    else:
+        lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    middle = (lo + hi) / 2
+    half = max(float((hi - lo).max()) / 2, 1e-3) * 1.1  # 10 % margin
+    return (middle[0] - half, middle[0] + half), (middle[1] - half, middle[1] + half)
+
+
+def scatter_plot(
+    samples: np.ndarray,
+    path: str | Path,
+    *,
+    centers: np.ndarray | None = None,
+    std: float | None = None,
+    real: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Scatter 2-D generator samples over the real data and the mode centres.
+
+    Generator samples are small blue dots; ``real`` samples, if given, faint grey dots
+    underneath; ``centers`` red crosses, each with its 3σ high-quality circle when ``std``
+    is given (the VEEGAN/PacGAN threshold). The view is square with equal aspect and covers
+    the centres/real data and most samples; samples outside it (outliers, NaN/inf) are
+    counted in a note in the corner rather than allowed to shrink the picture.
+    """
+    path = _prepare(path)
+    points = _as_points(samples, "samples")
+    reals = _as_points(real, "real") if real is not None else None
+    modes = _as_points(centers, "centers") if centers is not None else None
+    reference = [a for a in (modes, reals) if a is not None]
+    ref = np.concatenate(reference) if reference else None
+    (x0, x1), (y0, y1) = _scatter_limits(points, ref, std)
+
+    # a fixed square 4.1-inch axes with room for tick labels, title and the legend below
+    # (fixed margins: tight_layout would cost more than the drawing itself)
+    width, height = 5.0, 5.4
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    ax = fig.add_axes((0.6 / width, 0.8 / height, 4.1 / width, 4.1 / height))
+    if reals is not None:
+        ax.plot(reals[:, 0], reals[:, 1], ".", ms=2, color="0.6", alpha=0.3, label="real", zorder=1)
+    shown = points[np.isfinite(points).all(axis=1)]
+    ax.plot(
+        shown[:, 0],
+        shown[:, 1],
+        ".",
+        ms=2.5,
+        color="tab:blue",
+        alpha=0.6,
+        label=f"generated ({len(points)})",
+        zorder=2,
+    )
+    if modes is not None:
+        if std is not None:
+            circles = [Circle((float(x), float(y)), 3 * std) for x, y in modes]
+            ax.add_collection(
+                PatchCollection(circles, facecolor="none", edgecolor="red", linewidth=0.8, zorder=3)
+            )
+        ax.plot(
+            modes[:, 0],
+            modes[:, 1],
+            "x",
+            ms=6,
+            mew=1.5,
+            color="red",
+            label="mode centre" + (" (3σ circle)" if std is not None else ""),
+            zorder=4,
+        )
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal", adjustable="box")
+    inside = (
+        np.isfinite(points).all(axis=1)
+        & (points[:, 0] >= x0)
+        & (points[:, 0] <= x1)
+        & (points[:, 1] >= y0)
+        & (points[:, 1] <= y1)
+    )
+    outside = int((~inside).sum())
+    if outside:
+        ax.text(
+            0.01,
+            0.01,
+            f"{outside} of {len(points)} samples outside the view",
+            transform=ax.transAxes,
+            fontsize=8,
+            color="darkred",
+            va="bottom",
+            ha="left",
+        )
+    legend = ax.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=3, fontsize=8, frameon=False
+    )
+    for handle in legend.legend_handles:
+        handle.set_alpha(1.0)
+        if handle.get_marker() == ".":
+            handle.set_markersize(8)
+    if title:
+        ax.set_title(title)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def image_grid(images: np.ndarray, path: str | Path, *, nrow: int = 8, title: str = "") -> Path:
+    """Tile images ``(n, c, h, w)`` in [-1, 1] into one picture, ``nrow`` per row.
+
+    ``c`` = 1 is drawn in grey, ``c`` = 3 in RGB; values are clipped to [-1, 1]. Images
+    are separated by a one-pixel mid-grey line; no axes are drawn.
+    """
+    path = _prepare(path)
+    array = np.asarray(images, dtype=np.float64)
+    if array.ndim == 3:  # (n, h, w): single channel
+        array = array[:, None]
+    if array.ndim != 4 or array.shape[1] not in (1, 3) or len(array) == 0:
+        raise ValueError(f"images must have shape (n, 1 or 3, h, w) with n ≥ 1, got {array.shape}")
+    if nrow < 1:
+        raise ValueError(f"nrow must be ≥ 1, got {nrow}")
+    n, c, h, w = array.shape
+    pixels = (np.clip(np.nan_to_num(array, nan=-1.0), -1.0, 1.0) + 1.0) / 2.0
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    pad = 1
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 0.5)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        top, left = pad + r * (h + pad), pad + q * (w + pad)
+        grid[top : top + h, left : left + w] = pixels[i].transpose(1, 2, 0)
+
+    gh, gw = grid.shape[:2]
+    width = 6.0
+    title_h = 0.4 if title else 0.0
+    height = width * gh / gw
+    fig = Figure(figsize=(width, height + title_h), dpi=DPI)
+    ax = fig.add_axes((0.0, 0.0, 1.0, height / (height + title_h)))
+    if c == 1:
+        ax.imshow(grid[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        fig.text(0.5, 1 - title_h / 2 / (height + title_h), title, ha="center", va="center")
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def loss_curves(
+    history: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, *, title: str = ""
+) -> Path:
+    """Plot logged metrics against the generator step, one panel per group.
+
+    Metrics are grouped by the prefix before "/" (``loss/critic`` and ``loss/generator``
+    share a panel; a name without "/" such as ``wasserstein_estimate`` is its own group).
+    Each metric is drawn raw (thin, faint) with a centred moving average over about 2 % of
+    its points on top. Non-finite values are left out. The panels share the x axis.
+    """
+    path = _prepare(path)
+    groups: dict[str, list[str]] = {}
+    for name in history:
+        groups.setdefault(name.split("/", 1)[0], []).append(name)
+
+    n_panels = max(len(groups), 1)
+    # fixed margins in inches (tight_layout would cost more than the drawing itself)
+    top, bottom, panel, gap = (0.5 if title else 0.2), 0.55, 1.8, 0.25
+    height = top + bottom + n_panels * panel + (n_panels - 1) * gap
+    fig = Figure(figsize=(8, height), dpi=DPI)
+    fig.subplots_adjust(
+        left=0.1, right=0.98, top=1 - top / height, bottom=bottom / height, hspace=gap / panel
+    )
+    axes = fig.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
+    if not groups:
+        axes[0].text(0.5, 0.5, "no metrics logged", ha="center", va="center")
+    for ax, (group, names) in zip(axes, groups.items(), strict=False):
+        for i, name in enumerate(names):
+            steps, values = (np.asarray(a, dtype=np.float64).ravel() for a in history[name])
+            if steps.shape != values.shape:
+                raise ValueError(
+                    f"{name}: steps and values differ in length ({len(steps)} vs {len(values)})"
+                )
+            keep = np.isfinite(steps) & np.isfinite(values)
+            steps, values = steps[keep], values[keep]
+            color = f"C{i % 10}"
+            ax.plot(steps, values, color=color, linewidth=0.6, alpha=0.3)
+            window = max(1, len(values) // 50)
+            if window > 1:
+                smooth = _moving_average(values, window)
+                offset = (window - 1) // 2
+                ax.plot(steps[offset : offset + len(smooth)], smooth, color=color, label=name)
+            else:
+                ax.plot(steps, values, color=color, linewidth=1.0, label=name)
+        ax.set_ylabel(group)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right", fontsize=7)
+    axes[-1].set_xlabel("generator step")
+    if title:
+        fig.suptitle(title, y=1 - top / 2 / height, va="center")
+    fig.savefig(path, dpi=DPI)
+    return path

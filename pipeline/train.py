@@ -1,0 +1,470 @@
+"""The training loop: the one place that calls ``backward()`` and ``step()``.
+
+n_critic critic steps per generator step; the constraint acts where it belongs (wraps
+the critic at build time, adds a penalty to the critic loss, or acts after the critic
+step). The hot loop keeps per-step values as device tensors and moves them to the host
+once every ``train.log_every`` steps, so there is no ``.item()`` per step, no per-value
+logging and no plugin lookup inside it.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
+
+from pipeline import plots
+from pipeline.checkpoint import rng_states, save_checkpoint
+from pipeline.config import Experiment
+from pipeline.errors import ConfigError, NonFiniteLossError
+from pipeline.tracking import RunTracker, TrackingSettings
+from pipeline.types import Constraint, Dataset, Loss, Metric, ModelPair
+
+#: called after each evaluation with (generator step, metrics); may raise to stop
+EvalCallback = Callable[[int, dict[str, float]], None]
+
+#: per-step values kept on the device, in this order
+STEP_KEYS = ("loss/critic", "loss/generator", "penalty", "wasserstein_estimate")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda:N`` must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", f"{name!r} asked for, but CUDA is not available")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                "train.device", f"{name!r}: only {torch.cuda.device_count()} CUDA device(s)"
+            )
+    return torch.device(name)
+
+
+@dataclass
+class TrainResult:
+    run_id: str | None
+    #: metrics of the last evaluation (computed on ``samples.npy``)
+    metrics: dict[str, float]
+    steps: int
+    wall_time_s: float
+    evaluations: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+
+class Trainer:
+    """Builds the plugins of an experiment and trains them."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        *,
+        device: str | None = None,
+        tracker: RunTracker | None = None,
+        workdir: Path,
+        progress: bool = True,
+        on_eval: EvalCallback | None = None,
+    ) -> None:
+        self.exp = experiment
+        self.cfg = experiment.train
+        self.device = resolve_device(device or self.cfg.device)
+        self.tracker = tracker
+        self.workdir = workdir
+        self.progress = progress
+        self.on_eval = on_eval
+        self.history: dict[str, tuple[list[int], list[float]]] = {}
+        self.evaluations: list[tuple[int, dict[str, float]]] = []
+        self._build()
+
+    # -- construction -------------------------------------------------------------
+    def _build(self) -> None:
+        exp, cfg = self.exp, self.cfg
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        self.data_rng = torch.Generator().manual_seed(cfg.seed)
+        self.dataset: Dataset = exp.plugins["dataset"].instantiate()
+        self.loss: Loss = exp.plugins["loss"].instantiate()
+        self.constraint: Constraint = exp.plugins["constraint"].instantiate()
+        pair: ModelPair = exp.plugins["model"].instantiate().build(tuple(self.dataset.shape))
+        self.noise_dim = pair.noise_dim
+        self.generator = pair.generator.to(self.device)
+        self.critic = self.constraint.wrap_critic(pair.critic).to(self.device)
+        self.single_pass = pair.critic_batch_independent and self.constraint.allows_single_pass
+        self.opt_g = (
+            exp.plugins["optimizer.generator"].instantiate().build(self.generator.parameters())
+        )
+        self.opt_d = exp.plugins["optimizer.critic"].instantiate().build(self.critic.parameters())
+        self.metrics: list[Metric] = [m.cls() for m in exp.metrics]
+        # evaluation noise: fixed, from its own generator, so evaluations never move the
+        # training RNG and every evaluation of a run sees the same z
+        eval_rng = torch.Generator().manual_seed(cfg.seed + 1)
+        self.eval_noise = torch.randn(cfg.eval_samples, self.noise_dim, generator=eval_rng)
+        self.step = 0
+
+    def critic_steps(self, step: int) -> int:
+        """n_critic, or the WGAN warm-up count for the first 25 and every 500th generator
+        step (Arjovsky et al. 2017, main.py) when ``train.n_critic_warmup`` > 0."""
+        warm = self.cfg.n_critic_warmup
+        if warm and (step < 25 or step % 500 == 0):
+            return warm
+        return self.cfg.n_critic
+
+    # -- one generator step ---------------------------------------------------------
+    def _score(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        if self.single_pass:
+            scores = self.critic(torch.cat([real, fake]))
+            return scores[: real.shape[0]], scores[real.shape[0] :]
+        return self.critic(real), self.critic(fake)
+
+    def _sample_real(self) -> Tensor:
+        real = self.dataset.sample(self.cfg.batch_size, self.data_rng)
+        return real.to(self.device, non_blocking=True)
+
+    def _noise(self) -> Tensor:
+        return torch.randn(self.cfg.batch_size, self.noise_dim, device=self.device)
+
+    def train_step(self, measure: bool) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """One generator step with its critic steps; returns detached values (no sync)."""
+        G, D, loss, constraint = self.generator, self.critic, self.loss, self.constraint
+        zero = torch.zeros((), device=self.device)
+        d_loss = penalty = zero
+        for p in D.parameters():
+            p.requires_grad_(True)
+        for _ in range(self.critic_steps(self.step)):
+            real = self._sample_real()
+            with torch.no_grad():
+                fake = G(self._noise())
+            real_scores, fake_scores = self._score(real, fake)
+            d_loss = loss.critic_loss(real_scores, fake_scores)
+            pen = constraint.penalty(D, real, fake)
+            total = d_loss if pen is None else d_loss + pen
+            self.opt_d.zero_grad(set_to_none=True)
+            total.backward()
+            self.opt_d.step()
+            constraint.after_critic_step(D)
+            penalty = zero if pen is None else pen
+        extra: dict[str, Tensor] = {}
+        if measure:
+            extra["grad_norm/critic"] = _grad_norm(D)
+        # generator step: the critic's weights need no gradients here
+        for p in D.parameters():
+            p.requires_grad_(False)
+        fake = G(self._noise())
+        if loss.needs_real_scores:
+            real_scores, fake_scores = self._score(self._sample_real(), fake)
+        else:
+            real_scores, fake_scores = None, D(fake)
+        g_loss = loss.generator_loss(fake_scores, real_scores)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        if measure:
+            extra["grad_norm/generator"] = _grad_norm(G)
+            extra.update(constraint.diagnostics(D))
+        w_est = -d_loss.detach() if loss.estimates_wasserstein else zero
+        self.step += 1
+        return [d_loss.detach(), g_loss.detach(), penalty.detach(), w_est], extra
+
+    # -- evaluation -------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, noise: Tensor | None = None, chunk: int = 4096) -> Tensor:
+        noise = self.eval_noise if noise is None else noise
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            parts = [
+                self.generator(noise[i : i + chunk].to(self.device)).float().cpu()
+                for i in range(0, noise.shape[0], chunk)
+            ]
+        finally:
+            self.generator.train(was_training)
+        return torch.cat(parts)
+
+    def evaluate(self) -> tuple[dict[str, float], Tensor]:
+        samples = self.sample()
+        if not torch.isfinite(samples).all():
+            raise NonFiniteLossError(f"generator produced non-finite samples at step {self.step}")
+        values = {m.name: float(m.compute(samples, self.dataset)) for m in self.metrics}
+        self._plot_samples(samples, self.workdir / "samples" / f"step_{self.step:07d}.png")
+        return values, samples
+
+    def _plot_samples(self, samples: Tensor, path: Path) -> None:
+        title = f"{self.exp.name} · step {self.step}"
+        if self.dataset.is_image:
+            plots.image_grid(samples[:64].numpy(), path, nrow=8, title=title)
+        elif samples.shape[1] == 2:
+            real = self.dataset.sample(1000, torch.Generator().manual_seed(0)).numpy()
+            centers = None if self.dataset.centers is None else self.dataset.centers.numpy()
+            plots.scatter_plot(
+                samples.numpy(),
+                path,
+                centers=centers,
+                std=self.dataset.std,
+                real=real,
+                title=title,
+            )
+        else:
+            return
+        if self.tracker:
+            self.tracker.log_artifact(path, "samples")
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        start = time.perf_counter()
+        buffer: list[list[Tensor]] = []
+        buffer_steps: list[int] = []
+        extras: list[tuple[int, dict[str, Tensor]]] = []
+        final_metrics: dict[str, float] = {}
+        samples: Tensor | None = None
+        self._log_start()
+        with _progress(cfg.steps, self.progress, self.exp.name) as bar:
+            while self.step < cfg.steps:
+                measure = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
+                values, extra = self.train_step(measure)
+                buffer.append(values)
+                buffer_steps.append(self.step)
+                if extra:
+                    extras.append((self.step, extra))
+                if measure:
+                    self._flush(buffer, buffer_steps, extras, bar)
+                    buffer, buffer_steps, extras = [], [], []
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    final_metrics, samples = self.evaluate()
+                    self.evaluations.append((self.step, final_metrics))
+                    if self.tracker:
+                        self.tracker.log_metrics(
+                            [(k, v, self.step) for k, v in final_metrics.items()]
+                        )
+                    if bar is not None:
+                        bar.write(
+                            f"step {self.step}: "
+                            + ", ".join(f"{k}={v:.4g}" for k, v in final_metrics.items())
+                        )
+                    if self.on_eval:
+                        self.on_eval(self.step, final_metrics)
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint(self.workdir / "checkpoint.pt")
+        wall = time.perf_counter() - start
+        assert samples is not None
+        self._log_end(samples, wall)
+        return TrainResult(
+            run_id=self.tracker.run_id if self.tracker else None,
+            metrics=final_metrics,
+            steps=self.step,
+            wall_time_s=wall,
+            evaluations=self.evaluations,
+        )
+
+    def _flush(self, buffer, buffer_steps, extras, bar) -> None:
+        """Move buffered values to the host at once, check them, log them in one batch."""
+        table = torch.stack([torch.stack(v) for v in buffer]).cpu().numpy()
+        extra_rows = [(s, {k: float(v) for k, v in d.items()}) for s, d in extras]
+        finite = np.isfinite(table)
+        if not finite.all():
+            row, col = np.argwhere(~finite)[0]
+            raise NonFiniteLossError(
+                f"{STEP_KEYS[col]} became {table[row, col]} at generator step "
+                f"{buffer_steps[row]}; stopping instead of training on garbage "
+                f"(lower the learning rate or check the constraint settings)"
+            )
+        rows: list[tuple[str, float, int]] = []
+        active = [i for i, key in enumerate(STEP_KEYS) if self._logs(key)]
+        for r, step in enumerate(buffer_steps):
+            for c in active:
+                rows.append((STEP_KEYS[c], float(table[r, c]), step))
+        for step, d in extra_rows:
+            for k, v in d.items():
+                if not math.isfinite(v):
+                    raise NonFiniteLossError(f"{k} became {v} at generator step {step}")
+                rows.append((k, v, step))
+        for key, value, step in rows:
+            steps, values = self.history.setdefault(key, ([], []))
+            steps.append(step)
+            values.append(value)
+        if self.tracker:
+            self.tracker.log_metrics(rows)
+        if bar is not None:
+            last = table[-1]
+            post = {"D": f"{last[0]:.3f}", "G": f"{last[1]:.3f}"}
+            if self.loss.estimates_wasserstein:
+                post["W"] = f"{last[3]:.3f}"
+            bar.set_postfix(post, refresh=False)
+            bar.update(len(buffer_steps))
+
+    def _logs(self, key: str) -> bool:
+        if key == "wasserstein_estimate":
+            return self.loss.estimates_wasserstein
+        if key == "penalty":
+            return type(self.constraint).penalty is not Constraint.penalty
+        return True
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "optimizer_generator": self.opt_g.state_dict(),
+            "optimizer_critic": self.opt_d.state_dict(),
+            "rng": rng_states(self.data_rng),
+            "config": self.exp.resolved,
+        }
+
+    def save_checkpoint(self, path: Path) -> Path:
+        return save_checkpoint(path, self.checkpoint_state())
+
+    def _log_start(self) -> None:
+        config_path = self.workdir / "config.yaml"
+        config_path.write_text(yaml.safe_dump(self.exp.resolved, sort_keys=False))
+        if self.tracker:
+            self.tracker.log_artifact(config_path)
+
+    def _log_end(self, samples: Tensor, wall: float) -> None:
+        wd = self.workdir
+        if not self.dataset.is_image:
+            np.save(wd / "samples.npy", samples.numpy())
+        plots.loss_curves(
+            {k: (np.asarray(s), np.asarray(v)) for k, (s, v) in self.history.items()},
+            wd / "loss_curves.png",
+            title=self.exp.name,
+        )
+        ckpt = self.save_checkpoint(wd / "checkpoint.pt")
+        if not self.tracker:
+            return
+        t = self.tracker
+        t.log_metrics(
+            [
+                ("wall_time_s", wall, self.step),
+                ("steps_per_s", self.step / max(wall, 1e-9), self.step),
+            ]
+        )
+        if not self.dataset.is_image:
+            t.log_artifact(wd / "samples.npy")
+        t.log_artifact(wd / "loss_curves.png")
+        t.log_artifact(ckpt, "checkpoint")
+        t.log_generator(self.generator.cpu(), self.noise_dim)
+        self.generator.to(self.device)
+
+
+def _grad_norm(module: nn.Module) -> Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+@contextmanager
+def _progress(total: int, enabled: bool, name: str) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=name, unit="step", dynamic_ncols=True, leave=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def run_tags(exp: Experiment, device: torch.device) -> dict[str, str]:
+    """Plugin names and the package + version each comes from, as MLflow tags."""
+    import pipeline
+
+    tags = {
+        "pipeline.version": pipeline.__version__,
+        "torch.version": torch.__version__,
+        "device": str(device),
+    }
+    for section, choice in exp.plugins.items():
+        tags[f"plugin.{section}"] = choice.info.name
+        tags[f"plugin.{section}.package"] = choice.info.origin
+    for m in exp.metrics:
+        tags[f"plugin.metric.{m.name}.package"] = m.origin
+    return tags
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt (main thread only), so the run ends KILLED."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_training(
+    exp: Experiment,
+    *,
+    tracking: TrackingSettings | None,
+    device: str | None = None,
+    progress: bool = True,
+    on_eval: EvalCallback | None = None,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+    extra_params: dict[str, Any] | None = None,
+    run_name: str | None = None,
+    status_for: Callable[[BaseException], str | None] | None = None,
+    on_run_started: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train one experiment as one MLflow run (or untracked with ``tracking=None``).
+
+    The run ends FINISHED on success, FAILED on an exception or a non-finite loss (the
+    reason as the ``failure_reason`` tag), KILLED on Ctrl-C or SIGTERM. ``status_for``
+    lets a caller map its own exceptions (a pruned trial) to a status.
+    """
+    with tempfile.TemporaryDirectory(prefix="gan-pipeline-") as tmp:
+        trainer = Trainer(exp, device=device, workdir=Path(tmp), progress=progress, on_eval=on_eval)
+        tracker = None
+        if tracking is not None:
+            experiment_name = tracking.experiment_name or exp.name
+            tags = run_tags(exp, trainer.device) | (extra_tags or {})
+            tracker = RunTracker.start(
+                tracking,
+                experiment_name,
+                run_name=run_name,
+                tags=tags,
+                parent_run_id=parent_run_id,
+            )
+            trainer.tracker = tracker
+            if on_run_started:
+                on_run_started(tracker.run_id)
+            tracker.log_params(exp.flat_params() | (extra_params or {}))
+        try:
+            with _sigterm_as_interrupt():
+                result = trainer.run()
+        except KeyboardInterrupt:
+            if tracker:
+                tracker.finish("KILLED", "interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except BaseException as exc:
+            if tracker:
+                status = status_for(exc) if status_for else None
+                if status:
+                    tracker.finish(status)
+                else:
+                    tracker.finish("FAILED", f"{type(exc).__name__}: {exc}")
+            raise
+        if tracker:
+            tracker.finish("FINISHED")
+        return result

@@ -1,0 +1,110 @@
+"""Spectral normalization of the critic (SN-GAN).
+
+Miyato et al. 2018, "Spectral Normalization for Generative Adversarial Networks": every
+critic weight ``W`` is replaced by ``W / σ(W)``, with ``σ`` estimated by power
+iteration (``v = Wᵀu/‖Wᵀu‖``, ``u = Wv/‖Wv‖``, ``σ ≈ uᵀWv``; a conv kernel is
+reshaped to ``(out_channels, -1)``). One round per forward pass, with ``u`` kept
+between steps, was enough in the paper (Appendix A), hence ``n_power_iterations = 1``.
+
+This uses torch's own ``torch.nn.utils.parametrizations.spectral_norm``, which runs the
+power iteration on every forward pass in train mode and none in eval mode, and keeps
+``u`` and ``v`` as buffers (``parametrizations.weight.0._u`` / ``_v``) so they are saved
+in, and restored from, the critic's ``state_dict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+from pipeline import hookimpl
+from pipeline.types import Constraint, Settings
+
+#: layer types whose ``weight`` gets normalized
+NORMALIZED_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+
+
+class SpectralNormSettings(Settings):
+    #: power-iteration rounds per forward pass (Miyato et al. 2018, Appendix A: 1)
+    n_power_iterations: int = Field(default=1, ge=1)
+
+
+class SpectralNorm(Constraint):
+    name = "spectral_norm"
+    description = "replace each critic weight W by W/σ(W), power iteration (Miyato 2018)"
+    Settings = SpectralNormSettings
+
+    def wrap_critic(self, critic: nn.Module) -> nn.Module:
+        return apply_spectral_norm(critic, self.settings.n_power_iterations)
+
+    def diagnostics(self, critic: nn.Module) -> dict[str, Tensor]:
+        return {f"sigma/{path or 'root'}": sigma for path, sigma in sigma_estimates(critic).items()}
+
+
+def apply_spectral_norm(critic: nn.Module, n_power_iterations: int = 1) -> nn.Module:
+    """Wrap the weight of every linear and (transposed) conv layer of ``critic``, in place.
+
+    Layers already spectrally normalized are left alone, so wrapping twice is harmless.
+    Returns ``critic``.
+    """
+    layers = [
+        module
+        for module in critic.modules()
+        if isinstance(module, NORMALIZED_LAYERS) and not _spectral_parametrizations(module)
+    ]
+    for module in layers:
+        spectral_norm(module, n_power_iterations=n_power_iterations)
+    return critic
+
+
+def sigma_estimates(critic: nn.Module) -> dict[str, Tensor]:
+    """Current power-iteration estimate ``u·(W v)`` of σ(W) for each wrapped layer.
+
+    ``W`` is the unnormalized weight (``parametrizations.weight.original``) reshaped to a
+    matrix the way the parametrization does it. Reads the stored ``u`` and ``v`` only: no
+    power iteration is run and no buffer changes. Keys are the layers' module paths.
+    """
+    sigmas: dict[str, Tensor] = {}
+    with torch.no_grad():
+        for path, module in critic.named_modules():
+            for param in _spectral_parametrizations(module):
+                weight = module.parametrizations.weight.original
+                matrix = _weight_matrix(weight, int(getattr(param, "dim", 0)))
+                sigmas[path] = torch.dot(param._u, torch.mv(matrix, param._v))
+    return sigmas
+
+
+def _spectral_parametrizations(module: nn.Module) -> list[nn.Module]:
+    """The spectral-norm parametrizations of ``module.weight``: those with ``_u``/``_v``."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return []
+    return [
+        p
+        for p in module.parametrizations.weight
+        if isinstance(getattr(p, "_u", None), Tensor) and isinstance(getattr(p, "_v", None), Tensor)
+    ]
+
+
+def _weight_matrix(weight: Tensor, dim: int) -> Tensor:
+    """``weight`` with dimension ``dim`` (output channels) first, flattened to 2-D."""
+    if dim != 0:
+        weight = weight.permute(dim, *(d for d in range(weight.dim()) if d != dim))
+    return weight.flatten(1)
+
+
+@hookimpl
+def register_constraints(register: Callable[[type[Constraint]], None]) -> None:
+    register(SpectralNorm)

@@ -1,0 +1,124 @@
+"""Fully connected generator and critic for data of any shape (flattened in, reshaped out).
+
+Defaults are the WGAN-GP toy networks (Gulrajani et al. 2017, "Improved Training of
+Wasserstein GANs", caogang/wgan-gp ``gan_toy.py``): the generator maps 2-D N(0, 1) noise
+through 3 hidden layers of 512 ReLU units to a point; the critic is 3 hidden layers of 512
+ReLU units to one score.
+
+PacGAN's generator (Lin et al. 2018, "PacGAN: The power of two samples in generative
+adversarial networks", Table 1 setup: 4×400 with batch norm + ReLU, critic 3×200) is
+``g_width: 400, g_depth: 4, g_batch_norm: true, d_width: 200, d_depth: 3``. Their
+discriminator uses maxout units; ours uses ReLU (or leaky ReLU), not maxout.
+
+The generator's last layer is linear for points; for image shapes ``(c, h, w)`` it ends
+with tanh, since images are scaled to [-1, 1]. Batch norm, when on, sits between each
+hidden Linear and its ReLU (generator only). The critic never has batch norm, so it
+scores each sample independently and its output is an unbounded score (no sigmoid).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field
+from torch import Tensor, nn
+
+from pipeline import hookimpl
+from pipeline.types import Model, ModelPair, Settings
+
+
+class MLPSettings(Settings):
+    #: dimension of the N(0, 1) noise; 2 in gan_toy.py and in PacGAN's 2-D experiments
+    noise_dim: int = Field(default=2, ge=1)
+    #: generator hidden width; 512 in gan_toy.py (PacGAN: 400)
+    g_width: int = Field(default=512, ge=1)
+    #: generator hidden layers; 3 in gan_toy.py (PacGAN: 4)
+    g_depth: int = Field(default=3, ge=1)
+    #: batch norm between each generator Linear and ReLU; off in gan_toy.py (PacGAN: on)
+    g_batch_norm: bool = False
+    #: critic hidden width; 512 in gan_toy.py (PacGAN: 200, maxout)
+    d_width: int = Field(default=512, ge=1)
+    #: critic hidden layers; 3 in gan_toy.py and PacGAN
+    d_depth: int = Field(default=3, ge=1)
+    #: critic hidden activation; ReLU in gan_toy.py (leaky_relu uses slope 0.2)
+    d_activation: Literal["relu", "leaky_relu"] = "relu"
+
+
+class MLPGenerator(nn.Module):
+    """Noise ``(n, noise_dim)`` → samples ``(n, *data_shape)``."""
+
+    def __init__(
+        self,
+        noise_dim: int,
+        data_shape: tuple[int, ...],
+        width: int,
+        depth: int,
+        batch_norm: bool,
+    ) -> None:
+        super().__init__()
+        self.data_shape = tuple(data_shape)
+        layers: list[nn.Module] = []
+        fan_in = noise_dim
+        for _ in range(depth):
+            layers.append(nn.Linear(fan_in, width))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(nn.ReLU())
+            fan_in = width
+        layers.append(nn.Linear(fan_in, math.prod(self.data_shape)))
+        if len(self.data_shape) == 3:
+            layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).reshape(z.shape[0], *self.data_shape)
+
+
+class MLPCritic(nn.Module):
+    """Samples ``(n, *data_shape)`` → unbounded scores ``(n,)``."""
+
+    def __init__(
+        self,
+        data_shape: tuple[int, ...],
+        width: int,
+        depth: int,
+        activation: Literal["relu", "leaky_relu"],
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        fan_in = math.prod(data_shape)
+        for _ in range(depth):
+            layers.append(nn.Linear(fan_in, width))
+            layers.append(nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.2))
+            fan_in = width
+        layers.append(nn.Linear(fan_in, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1)).squeeze(-1)
+
+
+class MLP(Model):
+    name = "mlp"
+    description = "fully connected pair; defaults: WGAN-GP toy nets, 3×512 ReLU (Gulrajani 2017)"
+    Settings = MLPSettings
+
+    def build(self, data_shape: tuple[int, ...]) -> ModelPair:
+        s = self.settings
+        shape = tuple(int(d) for d in data_shape)
+        if not shape or any(d < 1 for d in shape):
+            raise ValueError(f"mlp: data shape must be non-empty positive sizes, got {shape}")
+        generator = MLPGenerator(s.noise_dim, shape, s.g_width, s.g_depth, s.g_batch_norm)
+        critic = MLPCritic(shape, s.d_width, s.d_depth, s.d_activation)
+        return ModelPair(
+            generator=generator,
+            critic=critic,
+            noise_dim=s.noise_dim,
+            critic_batch_independent=True,  # the critic has no batch norm
+        )
+
+
+@hookimpl
+def register_models(register):
+    register(MLP)
