@@ -26,7 +26,7 @@ import yaml
 from torch import Tensor, nn
 
 from pipeline import plots
-from pipeline.checkpoint import rng_states, save_checkpoint
+from pipeline.checkpoint import restore_rng_states, rng_states, save_checkpoint
 from pipeline.config import Experiment
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.tracking import RunTracker, TrackingSettings
@@ -62,6 +62,8 @@ class TrainResult:
     steps: int
     wall_time_s: float
     evaluations: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    #: per-step values by metric name: (steps, values)
+    history: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
 
 
 class Trainer:
@@ -266,6 +268,7 @@ class Trainer:
             steps=self.step,
             wall_time_s=wall,
             evaluations=self.evaluations,
+            history=self.history,
         )
 
     def _flush(self, buffer, buffer_steps, extras, bar) -> None:
@@ -321,6 +324,15 @@ class Trainer:
             "rng": rng_states(self.data_rng),
             "config": self.exp.resolved,
         }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: nets, optimizers, step and every RNG state."""
+        self.generator.load_state_dict(state["generator"])
+        self.critic.load_state_dict(state["critic"])
+        self.opt_g.load_state_dict(state["optimizer_generator"])
+        self.opt_d.load_state_dict(state["optimizer_critic"])
+        self.step = int(state["step"])
+        restore_rng_states(state["rng"], self.data_rng)
 
     def save_checkpoint(self, path: Path) -> Path:
         return save_checkpoint(path, self.checkpoint_state())

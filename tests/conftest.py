@@ -1,0 +1,42 @@
+"""Shared fixtures: the real registry, real MLflow stores in temp dirs, experiment paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from pipeline.registry import default_registry
+
+    return default_registry()
+
+
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory):
+    """One real MLflow SQLite store for the whole session (creating one costs seconds)."""
+    from pipeline.tracking import TrackingSettings
+
+    root = tmp_path_factory.mktemp("mlflow")
+    return TrackingSettings(
+        tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_location=str(root / "artifacts")
+    )
+
+
+def tiny(path: str | Path, *extra: str) -> list[str]:
+    """Overrides that make any experiment train for a few steps."""
+    return [
+        "train.steps=6",
+        "train.eval_every=3",
+        "train.log_every=2",
+        "train.eval_samples=500",
+        *extra,
+    ]

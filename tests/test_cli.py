@@ -1,0 +1,220 @@
+"""`pipeline train`, `plugins` and `ui` end to end, read back through MlflowClient."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from pipeline.cli import main
+from tests.conftest import EXPERIMENTS, ROOT, tiny
+
+SEED_EXPERIMENTS = [
+    "gan_ring8.yaml",
+    "wgan_clip_ring8.yaml",
+    "wgan_gp_grid25.yaml",
+    "sngan_ring8.yaml",
+    "gan_digits.yaml",
+]
+
+
+def train_args(file: str, store, *extra: str) -> list[str]:
+    args = ["train", str(EXPERIMENTS / file), "--no-progress", "--tracking-uri", store.tracking_uri]
+    for o in tiny(file, *extra):
+        args += ["-o", o]
+    return args
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("file", SEED_EXPERIMENTS)
+def test_train_end_to_end_is_tracked(file, shared_store, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlflow.yaml").write_text(f"artifact_location: {shared_store.artifact_location}\n")
+    result = CliRunner().invoke(main, train_args(file, shared_store))
+    assert result.exit_code == 0, result.output
+    run_id = result.output.split("MLflow run ")[1].split()[0]
+    client = MlflowClient(shared_store.tracking_uri)
+    run = client.get_run(run_id)
+    name = file.removesuffix(".yaml")
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == name
+    params = run.data.params
+    assert params["train.steps"] == "6" and params["train.eval_every"] == "3"
+    assert params["dataset.name"] in ("ring8", "grid25", "digits")
+    assert "optimizer.critic.lr" in params and "constraint.name" in params
+    tags = run.data.tags
+    assert tags["plugin.loss"] == params["loss.name"]
+    assert tags["plugin.loss.package"] == "gan-pipeline 0.1.0"
+    history = client.get_metric_history(run_id, "loss/critic")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6]
+    assert "loss/generator" in run.data.metrics and "grad_norm/critic" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "loss_curves.png", "checkpoint", "samples"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(run_id, "samples")}
+    assert plots == {"samples/step_0000003.png", "samples/step_0000006.png"}
+    models = client.search_logged_models([run.info.experiment_id])
+    assert any(m.source_run_id == run_id and m.name == "generator" for m in models)
+    if params["dataset.name"] == "digits":
+        assert set(run.data.metrics) >= {"w1"}
+        return
+    assert "samples.npy" in artifacts
+    assert set(run.data.metrics) >= {"modes", "hq_fraction", "reverse_kl", "w1"}
+    # the final metrics are computed on exactly the logged samples
+    local = client.download_artifacts(run_id, "samples.npy", str(tmp_path))
+    samples = torch.from_numpy(np.load(local))
+    assert samples.shape == (500, 2)
+    from pipeline.registry import default_registry
+
+    reg = default_registry()
+    dataset = reg.get("dataset", params["dataset.name"]).cls()
+    for metric in ("modes", "hq_fraction", "reverse_kl", "w1"):
+        value = reg.get("metric", metric).cls().compute(samples, dataset)
+        assert value == pytest.approx(run.data.metrics[metric], rel=1e-6, abs=1e-9)
+
+
+BAD_CLI = [
+    (["-o", "train.foo=1"], "train.foo: unknown key"),
+    (["-o", "loss.name=nope"], "available: bce, hinge, least_squares, wgan"),
+    (["-o", "train.steps=abc"], "train.steps"),
+    (["-o", "constraint.weight=-0.5"], "constraint.weight"),
+    (["-o", "train.n_critic=0"], "train.n_critic"),
+    (["-o", "optimizer.critic.lr=0"], "optimizer.critic.lr"),
+    (["-o", "train.steps=0"], "train.steps"),
+    (["-o", "nodots"], "must look like key.path=value"),
+]
+
+
+@pytest.mark.parametrize(("extra", "words"), BAD_CLI)
+def test_bad_input_exits_2_and_creates_nothing(extra, words, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(main, ["train", str(EXPERIMENTS / "wgan_gp_grid25.yaml"), *extra])
+    assert result.exit_code == 2, result.output
+    assert words in result.output
+    assert result.output.count("error:") == 1
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, no artifacts
+
+
+def test_clip_must_be_positive(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        main, ["train", str(EXPERIMENTS / "wgan_clip_ring8.yaml"), "-o", "constraint.clip=0"]
+    )
+    assert result.exit_code == 2 and "constraint.clip" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cuda_device_without_cuda_is_refused(monkeypatch, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the refusal only happens without it")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        main, ["train", str(EXPERIMENTS / "gan_ring8.yaml"), "--device", "cuda:0"]
+    )
+    assert result.exit_code == 2 and "train.device" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plugins_lists_every_builtin_with_its_package():
+    result = CliRunner().invoke(main, ["plugins", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    names = {(r["kind"], r["name"]) for r in rows}
+    assert ("loss", "hinge") in names and ("constraint", "spectral_norm") in names
+    assert ("dataset", "grid25") in names and ("metric", "reverse_kl") in names
+    assert all(r["package"] == "built-in" and r["version"] == "0.1.0" for r in rows)
+    table = CliRunner().invoke(main, ["plugins"]).output
+    assert "gradient_penalty" in table and "constraint" in table
+
+
+def _pipeline(*args: str, **kw) -> subprocess.Popen:
+    exe = os.path.join(os.path.dirname(sys.executable), "pipeline")
+    return subprocess.Popen(
+        [exe, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw
+    )
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_run_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = _pipeline(
+        "train",
+        str(EXPERIMENTS / "wgan_gp_grid25.yaml"),
+        "--no-progress",
+        "--tracking-uri",
+        uri,
+        "-o",
+        "train.steps=100000",
+        cwd=tmp_path,
+    )
+    client = MlflowClient(uri)
+    deadline = time.time() + 90
+    runs = []
+    while time.time() < deadline and not runs:
+        time.sleep(1)
+        if (tmp_path / "mlflow.db").exists():
+            try:
+                exp = client.get_experiment_by_name("wgan_gp_grid25")
+                runs = client.search_runs([exp.experiment_id]) if exp else []
+            except Exception:
+                runs = []
+    assert runs, "the run never started"
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    run = client.get_run(runs[0].info.run_id)
+    assert run.info.status == "KILLED"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ui_serves_the_configured_store(tmp_path):
+    port = _free_port()
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = _pipeline("ui", "--port", str(port), "--tracking-uri", uri, cwd=tmp_path)
+    try:
+        deadline = time.time() + 90
+        body = None
+        while time.time() < deadline and body is None:
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    body = r.read().decode()
+            except OSError:
+                if proc.poll() is not None:
+                    break
+        assert body is not None and "OK" in body, proc.stdout.read() if proc.stdout else ""
+        assert (tmp_path / "mlflow.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_readme_commands_exist():
+    readme = (ROOT / "README.md").read_text()
+    for command in (
+        "make demo",
+        "make test",
+        "pipeline plugins",
+        "pipeline train",
+        "pipeline ui",
+        "make bench-quick",
+    ):
+        assert command in readme

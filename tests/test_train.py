@@ -1,0 +1,142 @@
+"""The training loop on tiny budgets: determinism, constraints in place, failures, resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from torch import Tensor
+
+from pipeline import hookimpl
+from pipeline.config import load_experiment
+from pipeline.errors import NonFiniteLossError
+from pipeline.registry import Registry
+from pipeline.train import Trainer, run_training
+from pipeline.types import Loss
+from tests.conftest import EXPERIMENTS, tiny
+
+
+def experiment(registry, file: str, *extra: str):
+    return load_experiment(EXPERIMENTS / file, tiny(file, *extra), registry=registry)
+
+
+def test_same_file_and_seed_give_identical_losses(registry):
+    exp = experiment(registry, "wgan_gp_grid25.yaml", "model.g_width=32", "model.d_width=32")
+    a = run_training(exp, tracking=None, progress=False)
+    b = run_training(exp, tracking=None, progress=False)
+    assert a.history["loss/critic"][1] == b.history["loss/critic"][1]
+    assert a.history["loss/generator"][1] == b.history["loss/generator"][1]
+    assert a.metrics == b.metrics
+    other = experiment(
+        registry, "wgan_gp_grid25.yaml", "model.g_width=32", "model.d_width=32", "train.seed=1"
+    )
+    c = run_training(other, tracking=None, progress=False)
+    assert c.history["loss/critic"][1] != a.history["loss/critic"][1]
+
+
+def test_every_step_is_recorded_and_the_penalty_is_positive(registry):
+    exp = experiment(registry, "wgan_gp_grid25.yaml", "model.g_width=32", "model.d_width=32")
+    result = run_training(exp, tracking=None, progress=False)
+    steps, values = result.history["loss/critic"]
+    assert steps == list(range(1, 7))
+    assert all(math.isfinite(v) for v in values)
+    assert all(v > 0 for v in result.history["penalty"][1])
+    # W estimate is minus the critic loss without the penalty
+    assert "wasserstein_estimate" in result.history
+    assert [s for s, _ in result.evaluations] == [3, 6]
+
+
+def test_weight_clipping_holds_after_training(registry, tmp_path):
+    exp = experiment(registry, "wgan_clip_ring8.yaml", "constraint.clip=0.005")
+    trainer = Trainer(exp, workdir=tmp_path, progress=False)
+    trainer.run()
+    for p in trainer.critic.parameters():
+        assert p.abs().max().item() <= 0.005 + 1e-7
+
+
+def test_spectral_norm_wraps_the_critic_and_reports_sigma(registry, tmp_path):
+    exp = experiment(registry, "sngan_ring8.yaml")
+    trainer = Trainer(exp, workdir=tmp_path, progress=False)
+    result = trainer.run()
+    sigmas = [k for k in result.history if k.startswith("sigma/")]
+    assert len(sigmas) == 4  # three hidden layers and the output layer
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert any(k.endswith("_u") for k in state["critic"])
+
+
+def test_wgan_warm_up_schedule(registry, tmp_path):
+    exp = experiment(registry, "wgan_clip_ring8.yaml", "train.n_critic_warmup=100")
+    trainer = Trainer(exp, workdir=tmp_path, progress=False)
+    assert [trainer.critic_steps(s) for s in (0, 24, 25, 499, 500, 501)] == [100, 100, 5, 5, 100, 5]
+
+
+def test_resume_from_checkpoint_continues_identically(registry, tmp_path):
+    exp = experiment(registry, "sngan_ring8.yaml")
+    full = Trainer(exp, workdir=tmp_path / "a", progress=False)
+    (tmp_path / "a").mkdir()
+    losses_full = [full.train_step(False)[0][0].item() for _ in range(6)]
+
+    first = Trainer(exp, workdir=tmp_path / "b", progress=False)
+    losses_first = [first.train_step(False)[0][0].item() for _ in range(3)]
+    state = first.checkpoint_state()
+    # something else moves the global RNG in between
+    torch.randn(100)
+    second = Trainer(exp, workdir=tmp_path / "c", progress=False)
+    second.restore(state)
+    losses_second = [second.train_step(False)[0][0].item() for _ in range(3)]
+    assert losses_first + losses_second == losses_full
+
+
+class _NaNLoss(Loss):
+    name = "nan_after_start"
+
+    def critic_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return fake_scores.mean() - real_scores.mean() + torch.log(torch.tensor(-1.0))
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Tensor | None) -> Tensor:
+        return -fake_scores.mean()
+
+
+class _NaNProvider:
+    @hookimpl
+    def register_losses(self, register):
+        register(_NaNLoss)
+
+
+def test_non_finite_loss_stops_the_run_and_marks_it_failed(shared_store):
+    registry = Registry()
+    registry.load_entry_points()
+    registry.add_module(_NaNProvider(), name="nan-test", package="tests", version="0")
+    exp = experiment(
+        registry,
+        "wgan_gp_grid25.yaml",
+        "loss.name=nan_after_start",
+        "model.g_width=16",
+        "model.d_width=16",
+    )
+    started: list[str] = []
+    with pytest.raises(NonFiniteLossError, match="loss/critic became nan at generator step 1"):
+        run_training(exp, tracking=shared_store, progress=False, on_run_started=started.append)
+    run = MlflowClient(shared_store.tracking_uri).get_run(started[0])
+    assert run.info.status == "FAILED"
+    assert "loss/critic became nan" in run.data.tags["failure_reason"]
+
+
+def test_checkpoint_is_written_atomically(tmp_path):
+    from pipeline.checkpoint import save_checkpoint
+
+    path = save_checkpoint(tmp_path / "ck.pt", {"x": torch.ones(3)})
+    assert path.exists() and [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint(tmp_path / "ck.pt", {"x": Unpicklable()})
+    # the old checkpoint is untouched and no temp file is left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+    assert torch.load(Path(tmp_path / "ck.pt"))["x"].sum().item() == 3
