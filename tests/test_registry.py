@@ -73,7 +73,7 @@ class _WrongKind:
 
 
 def test_registering_something_that_is_not_a_loss_is_refused():
-    with pytest.raises(PluginError, match="not a subclass of pipeline.types.Loss"):
+    with pytest.raises(PluginError, match=r"not a subclass of pipeline\.types\.Loss"):
         fresh().add_module(_WrongKind(), name="wrong", package="wrong-pkg", version="0.1")
 
 
