@@ -103,6 +103,144 @@ def train(
 
 
 @main.command()
+@click.argument("experiment_file", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--override",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value of the base experiment (repeatable).",
+)
+@click.option(
+    "--n-trials",
+    type=int,
+    default=None,
+    help="Trials to run now (default: 20 unless --timeout is given).",
+)
+@click.option(
+    "--timeout", type=float, default=None, help="Stop starting trials after this many seconds."
+)
+@click.option("--study-name", default=None, help="Optuna study (default: the experiment's name).")
+@click.option(
+    "--storage",
+    default=None,
+    help="Optuna storage URL (sqlite://, postgresql://, "
+    "redis://) or journal file path (default: optuna.journal beside mlflow.db).",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(["tpe", "random", "grid", "cmaes"]),
+    default="tpe",
+    show_default=True,
+)
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "hyperband", "none"]),
+    default="median",
+    show_default=True,
+)
+@click.option("--seed", type=int, default=None, help="The sampler's seed.")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
+@click.option(
+    "--n-jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Trials run at once in this process (threads).",
+)
+@with_tracking_options
+def tune(
+    experiment_file,
+    overrides,
+    n_trials,
+    timeout,
+    study_name,
+    storage,
+    sampler,
+    pruner,
+    seed,
+    device,
+    n_jobs,
+    tracking_uri,
+    mlflow_config,
+    experiment_name,
+) -> None:
+    """Search the experiment's `tune:` space with Optuna; every trial is an MLflow run.
+
+    Run it again with the same study name to go on with the same study; run it in
+    several shells (or machines, with a shared --storage) to add workers.
+    """
+    from pipeline.registry import default_registry
+    from pipeline.tracking import TrackingSettings
+    from pipeline.tune import TuneOptions, Tuner
+
+    if n_trials is None and timeout is None:
+        n_trials = 20
+    tracking = TrackingSettings.load(
+        mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name
+    )
+    options = TuneOptions(
+        n_trials=n_trials,
+        timeout=timeout,
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        seed=seed,
+        device=device,
+        n_jobs=n_jobs,
+    )
+    tuner = Tuner(
+        experiment_file,
+        overrides,
+        options,
+        registry=default_registry(),
+        tracking=tracking,
+        echo=click.echo,
+    )
+    try:
+        tuner.run()
+    except KeyboardInterrupt:
+        click.echo("interrupted: the study keeps every finished trial", err=True)
+        sys.exit(130)
+    click.echo(f"browse with: pipeline ui {tuner.experiment_name}")
+
+
+@main.command()
+@click.argument("study_name")
+@click.option(
+    "--storage", default=None, help="Optuna storage (default: optuna.journal beside mlflow.db)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_tracking_options
+def best(study_name, storage, as_json, tracking_uri, mlflow_config, experiment_name) -> None:
+    """The best trial of a study: its value, params and MLflow run."""
+    from pipeline.tracking import TrackingSettings
+    from pipeline.tune import best_report
+
+    tracking = TrackingSettings.load(
+        mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name
+    )
+    report = best_report(study_name, storage, tracking)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    trials = ", ".join(f"{n} {s.lower()}" for s, n in report["trials"].items() if n)
+    click.echo(f"study {report['study']} ({report['storage']}): {trials}")
+    if "best_trial" not in report:
+        click.echo("no completed trial yet")
+        return
+    click.echo(
+        f"best trial {report['best_trial']}: {report['objective']} = "
+        f"{report['best_value']:.6g} ({report['direction']})"
+    )
+    for k, v in report["best_params"].items():
+        click.echo(f"  {k} = {v}")
+    click.echo(f"MLflow run {report['best_run_id']} (parent {report['parent_run_id']})")
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(as_json: bool) -> None:
     """List every registered plugin: name, kind, package and version, hooks."""
@@ -134,22 +272,27 @@ def plugins(as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("name", required=False)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--no-browser", is_flag=True, help="Only print the address.")
 @with_tracking_options
-def ui(port, host, tracking_uri, mlflow_config, experiment_name) -> None:
-    """Start the MLflow UI on the configured store (127.0.0.1 by default)."""
+def ui(name, port, host, no_browser, tracking_uri, mlflow_config, experiment_name) -> None:
+    """Start the MLflow UI on the configured store, opened on an experiment's runs.
+
+    NAME is the experiment (or study) to open; default: the most recently active one.
+    """
     from pipeline.tracking import TrackingSettings, client_for
 
     tracking = TrackingSettings.load(
         mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name
     )
     url = f"http://{host}:{port}/"
-    name = tracking.experiment_name
-    if name:
-        found = client_for(tracking).get_experiment_by_name(name)
-        if found is not None:
-            url += f"#/experiments/{found.experiment_id}/runs"
+    experiment_id = _experiment_to_open(client_for(tracking), name or tracking.experiment_name)
+    if experiment_id is not None:
+        url += f"#/experiments/{experiment_id}/runs"
+    elif name:
+        raise PipelineError(f"no MLflow experiment named {name!r} in {tracking.tracking_uri}")
     click.echo(f"MLflow UI on {url}  (store: {tracking.tracking_uri}; Ctrl-C to stop)")
     cmd = [
         sys.executable,
@@ -167,10 +310,44 @@ def ui(port, host, tracking_uri, mlflow_config, experiment_name) -> None:
     ]
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    server = subprocess.Popen(cmd, env=env)
     try:
-        sys.exit(subprocess.call(cmd, env=env))
+        if not no_browser and _wait_healthy(f"http://{host}:{port}/health", server):
+            import webbrowser
+
+            webbrowser.open(url)
+        sys.exit(server.wait())
     except KeyboardInterrupt:
+        server.terminate()
+        server.wait(timeout=30)
         sys.exit(130)
+
+
+def _experiment_to_open(client, name: str | None) -> str | None:
+    """The id of experiment ``name``, or of the most recently active one."""
+    if name:
+        found = client.get_experiment_by_name(name)
+        return None if found is None else found.experiment_id
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0].info.experiment_id if runs else None
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60) -> bool:
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,347 @@
+"""`pipeline tune`: real Optuna storage, real MLflow store, tiny budgets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from pipeline.cli import main
+from pipeline.errors import ConfigError
+from pipeline.tracking import TrackingSettings
+from pipeline.tune import TuneOptions, Tuner
+from tests.conftest import EXPERIMENTS
+
+TINY = [
+    "train.steps=4",
+    "train.eval_every=2",
+    "train.log_every=2",
+    "train.eval_samples=200",
+    "model.g_width=16",
+    "model.d_width=16",
+    "train.batch_size=32",
+]
+
+
+class PruneTrialNumber(optuna.pruners.BasePruner):
+    """A real Optuna pruner that prunes one chosen trial at its first report."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def prune(self, study, trial) -> bool:
+        return trial.number == self.number
+
+
+def make_tuner(
+    tmp_path: Path,
+    n_trials: int,
+    *,
+    n_jobs: int = 1,
+    pruned: int | None = None,
+    file: str = "wgan_gp_grid25.yaml",
+    lines: list[str] | None = None,
+) -> Tuner:
+    tracking = TrackingSettings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_location=str(tmp_path / "artifacts"),
+    )
+    from pipeline.registry import default_registry
+
+    tuner = Tuner(
+        EXPERIMENTS / file,
+        TINY,
+        TuneOptions(n_trials=n_trials, seed=0, n_jobs=n_jobs),
+        registry=default_registry(),
+        tracking=tracking,
+        echo=(lines if lines is not None else []).append,
+    )
+    if pruned is not None:
+        tuner.pruner = PruneTrialNumber(pruned)
+    return tuner
+
+
+def load(tmp_path: Path) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
+    )
+    return optuna.load_study(study_name="wgan_gp_grid25", storage=storage)
+
+
+def runs_of(tmp_path: Path, name: str = "wgan_gp_grid25"):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("pipeline.role") == "study"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+@pytest.mark.slow
+def test_six_trials_land_in_optuna_and_mlflow_then_resume(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lines: list[str] = []
+    make_tuner(tmp_path, 6, pruned=2, lines=lines).run()
+    journal = tmp_path / "optuna.journal"
+    assert journal.exists()
+    stored = optuna.load_study(
+        study_name="wgan_gp_grid25",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(journal))
+        ),
+    )
+    trials = stored.trials
+    assert len(trials) == 6
+    states = [t.state.name for t in trials]
+    assert states.count("PRUNED") == 1 and states[2] == "PRUNED"
+    assert states.count("COMPLETE") == 5
+    for t in trials:
+        assert 1 <= t.params["train.n_critic"] <= 10
+        assert 0.01 <= t.params["constraint.weight"] <= 100
+    assert trials[2].user_attrs["pruned_at_step"] == 2
+
+    client, parents, children = runs_of(tmp_path)
+    assert len(parents) == 1 and len(children) == 6
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    by_number = {int(c.data.tags["optuna.trial_number"]): c for c in children}
+    assert sorted(by_number) == list(range(6))
+    for number, child in by_number.items():
+        t = trials[number]
+        assert child.data.tags["optuna.state"] == t.state.name
+        assert child.data.params["train.n_critic"] == str(t.params["train.n_critic"])
+        assert float(child.data.params["constraint.weight"]) == pytest.approx(
+            t.params["constraint.weight"]
+        )
+        assert float(child.data.params["trial.constraint.weight"]) == pytest.approx(
+            t.params["constraint.weight"]
+        )
+        assert "loss/critic" in child.data.metrics and "w1" in child.data.metrics
+        arts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"config.yaml", "samples"} <= arts
+        if t.state.name == "COMPLETE":
+            assert child.info.status == "FINISHED"
+            assert child.data.metrics["w1"] == pytest.approx(t.value)
+            assert {"samples.npy", "loss_curves.png", "checkpoint"} <= arts
+        else:
+            assert child.info.status == "KILLED"
+            assert child.data.tags["optuna.pruned_at_step"] == "2"
+    best = stored.best_trial
+    assert parent.data.tags["best.trial"] == str(best.number)
+    assert parent.data.metrics["best_value"] == pytest.approx(best.value)
+    assert float(parent.data.tags["best.param.constraint.weight"]) == pytest.approx(
+        best.params["constraint.weight"]
+    )
+    parent_arts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    for plot in ("optimization_history", "param_importances", "contour"):
+        assert f"plots/{plot}.html" in parent_arts and f"plots/{plot}.png" in parent_arts
+    assert "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert any("PRUNED" in line and "at step 2" in line for line in lines)
+
+    # resuming adds trials to the same study, under the same parent
+    make_tuner(tmp_path, 2).run()
+    assert len(load(tmp_path).trials) == 8
+    _, parents, children = runs_of(tmp_path)
+    assert len(parents) == 1 and len(children) == 8
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+
+    # Optuna's own command reads the study
+    optuna_cli = os.path.join(os.path.dirname(sys.executable), "optuna")
+    out = subprocess.run(
+        [
+            optuna_cli,
+            "trials",
+            "--storage",
+            str(journal),
+            "--study-name",
+            "wgan_gp_grid25",
+            "-f",
+            "yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert len(yaml.safe_load(out)) == 8
+    out = subprocess.run(
+        [
+            optuna_cli,
+            "best-trial",
+            "--storage",
+            str(journal),
+            "--study-name",
+            "wgan_gp_grid25",
+            "-f",
+            "yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert yaml.safe_load(out)["number"] == load(tmp_path).best_trial.number
+
+    # pipeline best names the best trial and its run
+    result = CliRunner().invoke(
+        main, ["best", "wgan_gp_grid25", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        f"best trial {stored.best_trial.number}" in result.output or "best trial" in result.output
+    )
+    assert "MLflow run" in result.output
+
+
+@pytest.mark.slow
+def test_two_workers_make_distinct_trials_under_one_parent(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_tuner(tmp_path, 4, n_jobs=2).run()
+    study = load(tmp_path)
+    assert len(study.trials) == 4
+    _, parents, children = runs_of(tmp_path)
+    assert len(parents) == 1 and len(children) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert len({c.data.tags["optuna.trial_number"] for c in children}) == 4
+    assert len({t.user_attrs["mlflow_run_id"] for t in study.trials}) == 4
+
+
+@pytest.mark.slow
+def test_two_processes_join_one_study(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "pipeline")
+    args = [
+        exe,
+        "tune",
+        str(EXPERIMENTS / "wgan_gp_grid25.yaml"),
+        "--n-trials",
+        "2",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+    ]
+    for o in TINY:
+        args += ["-o", o]
+    first = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    procs = [
+        subprocess.Popen(
+            args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    study = load(tmp_path)
+    assert [t.number for t in study.trials] == list(range(6))
+    _, parents, children = runs_of(tmp_path)
+    assert len(parents) == 1 and len(children) == 6
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+
+
+def space_file(tmp_path: Path, params: dict, objective: dict | None = None) -> Path:
+    data = yaml.safe_load((EXPERIMENTS / "wgan_gp_grid25.yaml").read_text())
+    data["tune"] = {"params": params} | ({"objective": objective} if objective else {})
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+BAD_SPACES = [
+    (
+        {"train.bogus": {"type": "int", "low": 1, "high": 3}},
+        "tune.params.train.bogus",
+        "unknown key",
+    ),
+    (
+        {"train.n_critic": {"type": "int", "low": 5, "high": 1}},
+        "tune.params.train.n_critic",
+        "low (5.0) > high (1.0)",
+    ),
+    (
+        {"constraint.weight": {"type": "float", "low": 0, "high": 1, "log": True}},
+        "tune.params.constraint.weight",
+        "log scale needs low > 0",
+    ),
+    (
+        {"constraint.weight": {"type": "float", "low": -1, "high": 1}},
+        "tune.params.constraint.weight",
+        "greater than or equal to 0",
+    ),
+    (
+        {"loss.name": {"type": "categorical", "choices": ["wgan", "no_such_loss"]}},
+        "tune.params.loss.name",
+        "unknown loss 'no_such_loss'",
+    ),
+    (
+        {"train.n_critic": {"type": "integer", "low": 1, "high": 3}},
+        "tune.params.train.n_critic",
+        "type",
+    ),
+    (
+        {
+            "constraint.clip": {
+                "type": "float",
+                "low": 0.01,
+                "high": 1,
+                "when": {"constraint.name": "weight_clipping"},
+            }
+        },
+        "tune.params.constraint.clip.when",
+        "must be a searched parameter",
+    ),
+]
+
+
+@pytest.mark.parametrize(("params", "field", "words"), BAD_SPACES)
+def test_invalid_spaces_are_refused_before_anything_runs(
+    params, field, words, tmp_path, monkeypatch
+):
+    path = space_file(tmp_path, params)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    monkeypatch.chdir(run_dir)
+    result = CliRunner().invoke(main, ["tune", str(path), "--n-trials", "1"])
+    assert result.exit_code == 2, result.output
+    assert f"error: {field}" in result.output and words in result.output
+    assert list(run_dir.iterdir()) == []
+
+
+def test_objective_must_be_an_experiment_metric(tmp_path, registry):
+    path = space_file(
+        tmp_path,
+        {"train.n_critic": {"type": "int", "low": 1, "high": 3}},
+        objective={"metric": "fid"},
+    )
+    with pytest.raises(ConfigError, match=r"tune\.objective\.metric: 'fid' is not one of"):
+        Tuner(path, [], TuneOptions(), registry=registry, tracking=None)
+
+
+def test_conditional_space_switches_plugins_cleanly(registry):
+    from pipeline.config import load_yaml
+    from pipeline.search_space import build_search_space
+
+    base = load_yaml(EXPERIMENTS / "compare_constraints_grid25.yaml")
+    space = build_search_space(base, registry)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        values = space.suggest(trial)
+        name = values["constraint.name"]
+        seen.add(name)
+        assert ("constraint.weight" in values) == (name == "gradient_penalty")
+        assert ("constraint.clip" in values) == (name == "weight_clipping")
+        data = space.apply(values)
+        assert set(data["constraint"]) <= {"name", "weight", "clip"}
+        study.tell(trial, 0.0)
+    assert seen == {"gradient_penalty", "weight_clipping", "spectral_norm"}
+
+
+def test_grid_sampler_needs_grid_values_for_floats(tmp_path, registry):
+    path = space_file(tmp_path, {"constraint.weight": {"type": "float", "low": 0.1, "high": 1}})
+    with pytest.raises(ConfigError, match="grid sampler needs 'grid' values"):
+        Tuner(path, [], TuneOptions(sampler="grid"), registry=registry, tracking=None)
