@@ -10,16 +10,18 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 demo: install
 	$(BIN)/pipeline plugins
-	$(BIN)/pipeline train experiments/sngan_ring8.yaml -o train.steps=1500 -o train.eval_every=500
+	$(BIN)/pipeline tune experiments/wgan_gp_grid25.yaml --study-name demo --n-trials 6 --seed 0 \
+		-o train.steps=300 -o train.eval_every=100 -o model.g_width=128 -o model.d_width=128
+	$(BIN)/pipeline best demo
 	@echo
-	@echo "Results: MLflow store sqlite:///mlflow.db, artifacts in ./mlartifacts."
-	@echo "Browse them with: $(BIN)/pipeline ui   (then open http://127.0.0.1:5000)"
+	@echo "Results: MLflow runs in sqlite:///mlflow.db (artifacts in ./mlartifacts),"
+	@echo "the Optuna study in ./optuna.journal. Run the same command again to add trials."
+	@echo "Browse them with: $(BIN)/pipeline ui wgan_gp_grid25"
 
 test: install
 	$(BIN)/ruff check pipeline plugins tests benchmarks
@@ -37,4 +39,4 @@ bench-quick: install
 	$(BIN)/python benchmarks/overhead.py --quick
 
 clean:
-	rm -rf $(VENV) mlflow.db mlartifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) mlflow.db mlartifacts optuna.journal* .pytest_cache .ruff_cache

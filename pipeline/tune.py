@@ -172,8 +172,29 @@ class Tuner:
                 f"study {self.study_name!r} exists with direction "
                 f"{study.direction.name.lower()}; use another --study-name",
             )
+        self._check_same_base(study)
         study.set_user_attr("objective_metric", self.space.metric)
         return study
+
+    def _check_same_base(self, study) -> None:
+        """A study goes on only with the config it started with (mimicry's rule): trials of
+        different base configs are not comparable."""
+        base = {k: v for k, v in self.base_experiment.flat_params().items() if k != "train.device"}
+        space = self.space.spec.model_dump(mode="json")
+        known = study.user_attrs.get("base_config")
+        if known is None:
+            study.set_user_attr("base_config", base)
+            study.set_user_attr("search_space", space)
+            return
+        changed = sorted(k for k in set(base) | set(known) if base.get(k) != known.get(k))
+        if changed or study.user_attrs.get("search_space") != space:
+            what = ", ".join(changed[:5]) if changed else "the tune: space"
+            raise ConfigError(
+                "--study-name",
+                f"study {self.study_name!r} was started with a different config ({what} "
+                f"differ); resume it with the same file and overrides, or pick a new "
+                f"--study-name",
+            )
 
     def attach_parent(self, study) -> RunTracker | None:
         """Find the study's parent run, or create it (once, even with several workers)."""

@@ -345,3 +345,23 @@ def test_grid_sampler_needs_grid_values_for_floats(tmp_path, registry):
     path = space_file(tmp_path, {"constraint.weight": {"type": "float", "low": 0.1, "high": 1}})
     with pytest.raises(ConfigError, match="grid sampler needs 'grid' values"):
         Tuner(path, [], TuneOptions(sampler="grid"), registry=registry, tracking=None)
+
+
+@pytest.mark.slow
+def test_a_study_refuses_to_go_on_with_another_config(tmp_path, monkeypatch, registry):
+    monkeypatch.chdir(tmp_path)
+    make_tuner(tmp_path, 1).run()
+    tracking = TrackingSettings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_location=str(tmp_path / "artifacts"),
+    )
+    other = Tuner(
+        EXPERIMENTS / "wgan_gp_grid25.yaml",
+        [*TINY, "train.steps=6"],
+        TuneOptions(n_trials=1),
+        registry=registry,
+        tracking=tracking,
+    )
+    with pytest.raises(ConfigError, match=r"train\.steps"):
+        other.run()
+    assert len(load(tmp_path).trials) == 1
