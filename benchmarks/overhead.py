@@ -17,8 +17,9 @@ outside it. ``steps/s`` = measured steps / seconds of the window; nothing is sub
 Noise: on a 2-core machine one busy process elsewhere slows a 2-thread torch loop by
 anything up to 20x. Each run records how many cores *other* processes used meanwhile
 (``/proc/stat`` minus this process's CPU time); a round where either arm saw more than
-``--noise-cores`` is marked disturbed and, while the time budget allows, run again. The
-summary uses the undisturbed rounds when there are any and says so when there are not.
+``--noise-cores`` is marked disturbed and, while the time budget allows, run again (no
+round starts that would end past ``--budget``, beyond the first round of each constraint).
+The summary uses the undisturbed rounds when there are any and says so when there are not.
 
 Usage: ``python benchmarks/overhead.py [--quick] [--threads 2] [--rounds 3] [--steps N]``.
 The last line of stdout is one line of JSON; the same JSON goes to
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "--budget",
         type=float,
         default=None,
-        help="seconds after which no disturbed round is re-run (quick: 50, else 900)",
+        help="seconds after which no further round starts (quick: 48, else 900)",
     )
     parser.add_argument(
         "--noise-cores",
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     steps = args.steps or (15 if args.quick else 60)
-    budget = args.budget if args.budget is not None else (50.0 if args.quick else 900.0)
+    budget = args.budget if args.budget is not None else (48.0 if args.quick else 900.0)
     if steps <= WARMUP_STEPS:
         parser.error(f"--steps must be above the {WARMUP_STEPS} warm-up step(s)")
     if args.rounds < 1:
@@ -289,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             run_pipe(constraint, WARMUP_RUN_STEPS)
             script_run(constraint, WARMUP_RUN_STEPS)
         # the planned rounds, constraints interleaved so a burst of load spreads out
-        for _ in range(args.rounds):
+        # (past the budget only the first round of each constraint is still run)
+        for r in range(args.rounds):
             for constraint in CONSTRAINTS:
+                if r and time.perf_counter() - t0 + results.seconds[constraint] > budget:
+                    continue
                 one_round(constraint)
         # re-run disturbed rounds while the budget allows
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -310,7 +311,14 @@ def ui(name, port, host, no_browser, tracking_uri, mlflow_config, experiment_nam
     ]
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    server = subprocess.Popen(cmd, env=env)
+    # the server and its workers get a process group of their own, stopped as a whole on
+    # Ctrl-C or SIGTERM, so no orphaned server keeps the port
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         if not no_browser and _wait_healthy(f"http://{host}:{port}/health", server):
             import webbrowser
@@ -318,9 +326,18 @@ def ui(name, port, host, no_browser, tracking_uri, mlflow_config, experiment_nam
             webbrowser.open(url)
         sys.exit(server.wait())
     except KeyboardInterrupt:
-        server.terminate()
-        server.wait(timeout=30)
+        _stop_group(server)
         sys.exit(130)
+
+
+def _stop_group(server: subprocess.Popen) -> None:
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _experiment_to_open(client, name: str | None) -> str | None:

@@ -205,6 +205,10 @@ def test_ui_serves_the_configured_store(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # the server's workers went with it: nothing answers on the port any more
+    time.sleep(1)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
 
 
 def test_readme_commands_exist():

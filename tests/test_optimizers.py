@@ -141,3 +141,12 @@ def test_each_module_registers_its_optimizer(
     module.register_optimizers(register=registered.append)
     assert registered == [cls]
     assert cls.name == name and issubclass(cls, Optimizer) and cls.description
+
+
+def test_adam_uses_the_fused_kernel_on_cpu_by_default_and_can_opt_out():
+    from pipeline_plugins.optimizers.adam import Adam
+
+    model = torch.nn.Linear(3, 2)
+    assert Adam().build(model.parameters()).defaults["fused"] is True
+    off = Adam(Adam.Settings(fused=False)).build(model.parameters())
+    assert not off.defaults["fused"]
