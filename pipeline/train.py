@@ -78,8 +78,12 @@ class Trainer:
         workdir: Path,
         progress: bool = True,
         on_eval: EvalCallback | None = None,
+        write_artifacts: bool = True,
     ) -> None:
         self.exp = experiment
+        #: draw plots and write samples, curves and the final checkpoint into ``workdir``
+        #: (an untracked run in a temporary folder has no reader for them)
+        self.write_artifacts = write_artifacts
         self.cfg = experiment.train
         self.device = resolve_device(device or self.cfg.device)
         self.tracker = tracker
@@ -199,7 +203,8 @@ class Trainer:
         if not torch.isfinite(samples).all():
             raise NonFiniteLossError(f"generator produced non-finite samples at step {self.step}")
         values = {m.name: float(m.compute(samples, self.dataset)) for m in self.metrics}
-        self._plot_samples(samples, self.workdir / "samples" / f"step_{self.step:07d}.png")
+        if self.write_artifacts:
+            self._plot_samples(samples, self.workdir / "samples" / f"step_{self.step:07d}.png")
         return values, samples
 
     def _plot_samples(self, samples: Tensor, path: Path) -> None:
@@ -231,7 +236,8 @@ class Trainer:
         extras: list[tuple[int, dict[str, Tensor]]] = []
         final_metrics: dict[str, float] = {}
         samples: Tensor | None = None
-        self._log_start()
+        if self.write_artifacts:
+            self._log_start()
         with _progress(cfg.steps, self.progress, self.exp.name) as bar:
             while self.step < cfg.steps:
                 measure = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
@@ -261,7 +267,8 @@ class Trainer:
                     self.save_checkpoint(self.workdir / "checkpoint.pt")
         wall = time.perf_counter() - start
         assert samples is not None
-        self._log_end(samples, wall)
+        if self.write_artifacts:
+            self._log_end(samples, wall)
         return TrainResult(
             run_id=self.tracker.run_id if self.tracker else None,
             metrics=final_metrics,
@@ -446,7 +453,14 @@ def run_training(
     lets a caller map its own exceptions (a pruned trial) to a status.
     """
     with tempfile.TemporaryDirectory(prefix="gan-pipeline-") as tmp:
-        trainer = Trainer(exp, device=device, workdir=Path(tmp), progress=progress, on_eval=on_eval)
+        trainer = Trainer(
+            exp,
+            device=device,
+            workdir=Path(tmp),
+            progress=progress,
+            on_eval=on_eval,
+            write_artifacts=tracking is not None,
+        )
         tracker = None
         if tracking is not None:
             experiment_name = tracking.experiment_name or exp.name
