@@ -29,8 +29,37 @@ class PipelineGroup(click.Group):
 
 @click.group(cls=PipelineGroup)
 @click.version_option(package_name="gan-pipeline")
-def main() -> None:
+@click.option(
+    "--plugin",
+    "plugin_modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Also load this plugin module (dotted name or .py file) that is not installed as a "
+    "package (repeatable; also GAN_PIPELINE_PLUGINS=a,b).",
+)
+@click.option(
+    "--block",
+    "blocked",
+    multiple=True,
+    metavar="NAME",
+    help="Never load the plugin NAME: an entry-point name, a module or a whole package "
+    "(repeatable; also GAN_PIPELINE_BLOCK=a,b).",
+)
+@click.option(
+    "--no-autoload",
+    is_flag=True,
+    help="Load only the built-in plugins and --plugin modules, no installed third-party "
+    "package (also GAN_PIPELINE_DISABLE_PLUGIN_AUTOLOAD=1).",
+)
+def main(plugin_modules, blocked, no_autoload) -> None:
     """Compare GAN losses and critic constraints: train, tune, browse."""
+    from pipeline.registry import RegistryOptions, configure_default_registry
+
+    configure_default_registry(
+        RegistryOptions.from_env(
+            block=blocked, plugins=plugin_modules, autoload=False if no_autoload else None
+        )
+    )
 
 
 tracking_options = [
@@ -244,10 +273,14 @@ def best(study_name, storage, as_json, tracking_uri, mlflow_config, experiment_n
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(as_json: bool) -> None:
-    """List every registered plugin: name, kind, package and version, hooks."""
+    """List every registered plugin: kind, name, package and version, hooks.
+
+    Entry points that were not loaded (blocked, autoload off) and hook implementations
+    that match no hook of the contract are reported on stderr.
+    """
     from pipeline.registry import default_registry
 
-    infos = default_registry().all()
+    registry = default_registry()
     rows = [
         {
             "name": i.name,
@@ -258,18 +291,26 @@ def plugins(as_json: bool) -> None:
             "hooks": list(i.hooks),
             "description": i.cls.description,
         }
-        for i in infos
+        for i in registry.all()
     ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    headers = ("kind", "name", "package", "version", "description")
-    table = [[str(r[h]) for h in headers] for r in rows]
-    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    click.echo("  ".join("-" * w for w in widths))
-    for row in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    else:
+        headers = ("kind", "name", "package", "version", "hooks", "description")
+        table = [
+            [", ".join(r[h]) if isinstance(r[h], list) else str(r[h] or "-") for h in headers]
+            for r in rows
+        ]
+        widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
+        click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+        click.echo("  ".join("-" * w for w in widths))
+        for row in table:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for skipped in registry.skipped:
+        origin = f"{skipped.package} {skipped.version}".strip()
+        click.echo(f"not loaded: {skipped.name} ({origin}): {skipped.reason}", err=True)
+    for problem in registry.problems():
+        click.echo(f"warning: {problem}", err=True)
 
 
 @main.command()

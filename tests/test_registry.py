@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import Tensor
 
 from pipeline import hookimpl
 from pipeline.errors import PluginError
-from pipeline.registry import Registry
-from pipeline.types import Loss
+from pipeline.registry import PluginRuntimeError, Registry, RegistryOptions, plugin_failure
+from pipeline.types import Constraint, Loss, Settings
 
 BUILTINS = {
     "loss": {"bce", "wgan", "hinge", "least_squares"},
@@ -60,6 +61,7 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both():
     assert "'bce'" in text
     assert "loss-bce (gan-pipeline 0.1.0)" in text
     assert "clash (clash-pkg 1.2)" in text
+    assert "pipeline --block clash" in text and "GAN_PIPELINE_BLOCK=clash" in text
 
 
 class _NotALoss:
@@ -83,11 +85,14 @@ class _Typo:
         register(_Mean)
 
 
-def test_hook_with_no_matching_spec_is_reported():
-    from pluggy import PluginValidationError
-
-    with pytest.raises(PluginValidationError, match="register_loses"):
-        fresh().add_module(_Typo(), name="typo")
+def test_hook_with_no_matching_spec_is_reported_not_raised():
+    registry = fresh()
+    assert registry.add_module(_Typo(), name="typo", package="typo-pkg", version="1") == []
+    (source,) = [s for s in registry.sources() if s.name == "typo"]
+    assert source.unknown_hooks == ("register_loses",) and source.hooks == ()
+    (problem,) = registry.problems()
+    assert problem.startswith("plugin 'typo' (typo-pkg 1) implements 'register_loses'")
+    assert "did you mean register_losses?" in problem
 
 
 def test_unknown_name_lists_what_is_available():
@@ -108,3 +113,157 @@ def test_a_registered_test_plugin_is_usable_by_name():
     registry.add_module(Provider(), name="provider", package="provider-pkg", version="3")
     info = registry.get("loss", "mean_difference")
     assert info.cls is Renamed and info.origin == "provider-pkg 3"
+
+
+def _provider(*classes, hook="register_losses"):
+    class Provider:
+        pass
+
+    def impl(self, register):
+        for cls in classes:
+            register(cls)
+
+    setattr(Provider, hook, hookimpl(impl))
+    return Provider()
+
+
+class _NoGenerator(Loss):
+    name = "no_generator"
+
+    def critic_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return fake_scores.mean() - real_scores.mean()
+
+
+class _BadSettings(_Mean):
+    name = "bad_settings"
+    Settings = dict  # type: ignore[assignment]
+
+
+class _BadName(_Mean):
+    name = "two words"
+
+
+class _NoName(_Mean):
+    name = ""
+
+
+INVALID = [
+    (_NoGenerator, "lacks what a loss requires: it does not implement generator_loss"),
+    (_BadSettings, "whose Settings is <class 'dict'>, not a subclass of pipeline.types.Settings"),
+    (_BadName, "with the name 'two words': a name is letters, digits"),
+    (_NoName, "without a 'name'"),
+    (_Mean(), "registered an instance of _Mean as a loss; register the class itself"),
+]
+
+
+@pytest.mark.parametrize(("registered", "words"), INVALID)
+def test_a_class_lacking_what_its_kind_requires_is_refused_naming_the_plugin(registered, words):
+    registry = fresh()
+    with pytest.raises(PluginError) as info:
+        registry.add_module(_provider(registered), name="pkg-mod", package="pkg", version="0.9")
+    text = str(info.value)
+    assert text.startswith("plugin 'pkg-mod' (pkg 0.9) registered ")
+    assert words in text
+    assert text.endswith("block it with `pipeline --block pkg-mod …` or GAN_PIPELINE_BLOCK=pkg-mod")
+    assert registry.manager.get_plugin("pkg-mod") is None
+
+
+def test_a_hook_that_raises_is_named():
+    class Raising:
+        @hookimpl
+        def register_losses(self, register):
+            raise KeyError("missing config")
+
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'raising' \(r-pkg 2\) raised in its hook "
+        r"register_losses: KeyError: 'missing config'; block it",
+    ):
+        fresh().add_module(Raising(), name="raising", package="r-pkg", version="2")
+
+
+def test_a_hook_with_arguments_outside_the_contract_is_named():
+    class WrongArgs:
+        @hookimpl
+        def register_losses(self, register, extra):
+            pass
+
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'wrong' \(w 1\) has a hook implementation "
+        r"that does not fit the contract",
+    ):
+        fresh().add_module(WrongArgs(), name="wrong", package="w", version="1")
+
+
+def test_registration_is_all_or_nothing():
+    class Good(_Mean):
+        name = "good_one"
+
+    registry = fresh()
+    before = registry.names("loss")
+    with pytest.raises(PluginError, match="two plugins claim the loss name 'good_one'"):
+        registry.add_module(_provider(Good, Good), name="twice", package="t", version="1")
+    assert registry.names("loss") == before and registry.manager.get_plugin("twice") is None
+    # and the same module can be registered once it is fixed
+    (info,) = registry.add_module(_provider(Good), name="twice", package="t", version="1")
+    assert registry.get("loss", "good_one") is info
+
+
+def test_classes_register_and_unregister():
+    class Temporary(_Mean):
+        name = "temporary"
+
+    class Clamp(Constraint):
+        name = "clamp_for_a_while"
+
+    registry = fresh()
+    infos = registry.add_classes(Temporary, Clamp, name="tmp", package="tmp-pkg", version="0")
+    assert {(i.kind, i.name) for i in infos} == {
+        ("loss", "temporary"),
+        ("constraint", "clamp_for_a_while"),
+    }
+    assert registry.get("loss", "temporary").hooks == ("register_constraints", "register_losses")
+    removed = registry.unregister("tmp")
+    assert {i.name for i in removed} == {"temporary", "clamp_for_a_while"}
+    assert not registry.has("loss", "temporary") and registry.has("loss", "bce")
+    with pytest.raises(PluginError, match="no plugin module 'tmp' is registered"):
+        registry.unregister("tmp")
+    with pytest.raises(PluginError, match="is not a plugin class"):
+        registry.add_classes(Settings)
+
+
+def test_autoload_off_keeps_the_builtins():
+    registry = Registry(RegistryOptions(autoload=False)).load()
+    for kind, names in BUILTINS.items():
+        assert names <= set(registry.names(kind)), kind
+    assert all(i.builtin for i in registry.all())
+
+
+class _Helper(Loss):
+    name = "helper"
+
+    def critic_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return _inner(real_scores)
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Tensor | None) -> Tensor:
+        return -fake_scores.mean()
+
+
+def _inner(x: Tensor) -> Tensor:
+    raise ArithmeticError("deep inside")
+
+
+def test_an_exception_is_blamed_on_the_plugin_the_host_called():
+    registry = fresh()
+    (info,) = registry.add_classes(_Helper, name="helper-mod", package="h-pkg", version="4.2")
+    other = registry.get("loss", "bce")
+    try:
+        _Helper().critic_loss(torch.zeros(2), torch.zeros(2))
+    except ArithmeticError as exc:
+        failure = plugin_failure(exc, [other, info])
+    assert isinstance(failure, PluginRuntimeError) and failure.info is info
+    text = str(failure)
+    assert text.startswith("loss 'helper' (h-pkg 4.2) raised ArithmeticError: deep inside (at ")
+    assert "test_registry.py:" in text and "in _inner()" in text  # the deepest plugin line
+    assert "block it with `pipeline --block helper-mod" in text
