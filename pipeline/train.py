@@ -29,6 +29,7 @@ from pipeline import plots
 from pipeline.checkpoint import restore_rng_states, rng_states, save_checkpoint
 from pipeline.config import Experiment
 from pipeline.errors import ConfigError, NonFiniteLossError
+from pipeline.registry import blame_plugins
 from pipeline.tracking import RunTracker, TrackingSettings
 from pipeline.types import Constraint, Dataset, Loss, Metric, ModelPair
 
@@ -452,15 +453,18 @@ def run_training(
     reason as the ``failure_reason`` tag), KILLED on Ctrl-C or SIGTERM. ``status_for``
     lets a caller map its own exceptions (a pruned trial) to a status.
     """
+    # an exception from plugin code becomes a PluginRuntimeError naming the plugin
+    used = [choice.info for choice in exp.plugins.values()] + list(exp.metrics)
     with tempfile.TemporaryDirectory(prefix="gan-pipeline-") as tmp:
-        trainer = Trainer(
-            exp,
-            device=device,
-            workdir=Path(tmp),
-            progress=progress,
-            on_eval=on_eval,
-            write_artifacts=tracking is not None,
-        )
+        with blame_plugins(used):
+            trainer = Trainer(
+                exp,
+                device=device,
+                workdir=Path(tmp),
+                progress=progress,
+                on_eval=on_eval,
+                write_artifacts=tracking is not None,
+            )
         tracker = None
         if tracking is not None:
             experiment_name = tracking.experiment_name or exp.name
@@ -477,7 +481,7 @@ def run_training(
                 on_run_started(tracker.run_id)
             tracker.log_params(exp.flat_params() | (extra_params or {}))
         try:
-            with _sigterm_as_interrupt():
+            with _sigterm_as_interrupt(), blame_plugins(used):
                 result = trainer.run()
         except KeyboardInterrupt:
             if tracker:

@@ -31,7 +31,7 @@ import yaml
 
 from pipeline.config import apply_overrides, load_yaml, validate
 from pipeline.errors import ConfigError, NonFiniteLossError
-from pipeline.registry import Registry
+from pipeline.registry import PluginRuntimeError, Registry
 from pipeline.search_space import SearchSpace, build_search_space
 from pipeline.tracking import RunTracker, TrackingSettings, client_for
 from pipeline.train import resolve_device, run_training
@@ -251,23 +251,28 @@ class Tuner:
         def started(run_id: str) -> None:
             trial.set_user_attr("mlflow_run_id", run_id)
 
-        result = run_training(
-            exp,
-            tracking=self.tracking,
-            progress=False,
-            on_eval=on_eval,
-            parent_run_id=self.parent.run_id if self.parent else None,
-            run_name=f"trial {trial.number}",
-            extra_tags={
-                "optuna.study_name": self.study_name,
-                "optuna.trial_number": str(trial.number),
-                "optuna.params": json.dumps(values),
-            },
-            extra_params={f"trial.{k}": v for k, v in values.items()}
-            | {"trial.number": trial.number},
-            status_for=lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else None,
-            on_run_started=started,
-        )
+        try:
+            result = run_training(
+                exp,
+                tracking=self.tracking,
+                progress=False,
+                on_eval=on_eval,
+                parent_run_id=self.parent.run_id if self.parent else None,
+                run_name=f"trial {trial.number}",
+                extra_tags={
+                    "optuna.study_name": self.study_name,
+                    "optuna.trial_number": str(trial.number),
+                    "optuna.params": json.dumps(values),
+                },
+                extra_params={f"trial.{k}": v for k, v in values.items()}
+                | {"trial.number": trial.number},
+                status_for=lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else None,
+                on_run_started=started,
+            )
+        except (NonFiniteLossError, PluginRuntimeError) as exc:
+            # FAIL in Optuna; the reason (naming the plugin) goes into the trial's line
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
         trial.set_user_attr("wall_time_s", result.wall_time_s)
         return result.metrics[metric]
 
@@ -334,7 +339,7 @@ class Tuner:
                 timeout=self.options.timeout,
                 n_jobs=self.options.n_jobs,
                 callbacks=[self.after_trial],
-                catch=(NonFiniteLossError,),
+                catch=(NonFiniteLossError, PluginRuntimeError),
                 gc_after_trial=False,
             )
         except KeyboardInterrupt:
@@ -387,7 +392,10 @@ def _trial_line(trial, metric: str) -> str:
     else:
         result = ""
     seconds = trial.duration.total_seconds() if trial.duration else float("nan")
-    return f"trial {trial.number:4d}  {state:<8} {result:<18} {params}  ({seconds:.1f} s)"
+    line = f"trial {trial.number:4d}  {state:<8} {result:<18} {params}  ({seconds:.1f} s)"
+    if state == "FAIL" and "fail_reason" in trial.user_attrs:
+        line += f"\n  {trial.user_attrs['fail_reason']}"
+    return line
 
 
 def summary(study, metric: str, wall: float) -> str:
