@@ -80,7 +80,7 @@ BAD = [
     ("wgan_clip_ring8.yaml", "constraint.clip=0", "constraint.clip", "greater than 0"),
     ("wgan_clip_ring8.yaml", "optimizer.critic.lr=0", "optimizer.critic.lr", "greater than 0"),
     ("wgan_gp_grid25.yaml", "optimizer.generator.lr=-1", "optimizer.generator.lr", "greater"),
-    ("wgan_gp_grid25.yaml", "dataset.name=mnist", "dataset.name", "ring8"),
+    ("wgan_gp_grid25.yaml", "dataset.name=cifar10", "dataset.name", "ring8"),
     ("wgan_gp_grid25.yaml", "train.device=tpu", "train.device", "pattern"),
     ("gan_digits.yaml", "metrics=[modes]", "metrics", "does not apply"),
 ]
