@@ -107,7 +107,15 @@ def test_metrics_default_to_those_that_apply(registry):
     data = load_yaml(EXPERIMENTS / "gan_digits.yaml")
     del data["metrics"]
     exp = validate(data, registry)
-    assert [m.name for m in exp.metrics] == ["w1"]
+    assert {m.name for m in exp.metrics} == {
+        "w1",
+        "classifier_fd",
+        "class_coverage",
+        "class_kl",
+        "precision",
+        "recall",
+        "classifier_accuracy",
+    }
     data = load_yaml(EXPERIMENTS / "gan_ring8.yaml")
     del data["metrics"]
     assert {m.name for m in validate(data, registry).metrics} == {

@@ -20,6 +20,7 @@ from pipeline_plugins.datasets.fashion_mnist import FashionMNIST
 from pipeline_plugins.datasets.idx import DatasetFilesMissing, read_idx, write_idx
 from pipeline_plugins.datasets.image_folder import ImageFolder
 from pipeline_plugins.datasets.mnist import MNIST
+from pipeline_plugins.metrics.feature_classifier import has_labelled_images
 
 
 def gen(seed: int) -> torch.Generator:
@@ -108,6 +109,7 @@ def test_mnist_reads_a_local_folder(tmp_path):
     x = ds.sample(64, gen(0))
     assert x.shape == (64, 1, 28, 28)
     assert torch.equal(x, ds.sample(64, gen(0)))
+    assert has_labelled_images(ds)
 
 
 def test_fashion_mnist_finds_its_folder_through_the_environment(tmp_path, monkeypatch):
@@ -185,6 +187,7 @@ def test_image_folder_with_class_subfolders(tmp_path):
     assert torch.equal(ds.images[:3], torch.full((3, 1, 8, 8), -1.0))
     assert torch.equal(ds.images[3:], torch.full((2, 1, 8, 8), 1.0))
     assert ds.heldout_images is None
+    assert has_labelled_images(ds)
     x = ds.sample(16, gen(2))
     assert x.shape == (16, 1, 8, 8) and torch.equal(x, ds.sample(16, gen(2)))
     rgb = ImageFolder(ImageFolder.Settings(root=str(tmp_path), size=16, grayscale=False))
@@ -200,6 +203,7 @@ def test_image_folder_without_classes_and_its_errors(tmp_path):
     assert ds.shape == (3, 6, 5)
     assert torch.equal(ds.images[0], torch.from_numpy(pixels).permute(2, 0, 1) / 127.5 - 1)
     assert ds.labels is None and ds.classes is None
+    assert not has_labelled_images(ds)
     # sizes differ and no 'size': the error names the setting and both files
     write_png(tmp_path / "flat" / "c.png", np.zeros((7, 7), dtype=np.uint8))
     with pytest.raises(ConfigError, match=r"dataset.size: .*c.png is 7×7"):

@@ -1,0 +1,229 @@
+"""Image metrics in the features of a classifier trained on the real digits.
+
+The classifier is trained once for this module, into a cache folder under pytest's
+temporary directory (``$GAN_PIPELINE_CLASSIFIER_CACHE``), never into ``~/.cache``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.types import Metric
+from pipeline_plugins.datasets.digits import Digits
+from pipeline_plugins.datasets.ring8 import Ring8
+from pipeline_plugins.metrics import feature_classifier as fc
+from pipeline_plugins.metrics.class_coverage import ClassCoverage
+from pipeline_plugins.metrics.class_kl import ClassKL, kl_to_uniform
+from pipeline_plugins.metrics.classifier_accuracy import ClassifierAccuracy
+from pipeline_plugins.metrics.classifier_fd import ClassifierFD
+from pipeline_plugins.metrics.knn_manifold import inside_manifold, knn_radii, manifold_share
+from pipeline_plugins.metrics.precision import Precision
+from pipeline_plugins.metrics.recall import Recall
+
+IMAGE_METRICS = [
+    (ClassifierFD, "classifier_fd", "minimize"),
+    (ClassCoverage, "class_coverage", "maximize"),
+    (ClassKL, "class_kl", "minimize"),
+    (Precision, "precision", "maximize"),
+    (Recall, "recall", "maximize"),
+    (ClassifierAccuracy, "classifier_accuracy", "maximize"),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on the 2-core test machine, shared with other work, two threads
+    made these small conv nets several times slower (measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """Point the classifier cache at a temp folder shared by the image test modules."""
+    folder = tmp_path_factory.getbasetemp() / "classifier-cache"
+    mp = pytest.MonkeyPatch()
+    mp.setenv(fc.CACHE_ENV, str(folder))
+    yield folder
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def digits(cache) -> Digits:
+    return Digits()
+
+
+@pytest.fixture(scope="module")
+def trained(digits, cache):
+    """The digits classifier, trained here (nothing cached yet), with the RNG state around it."""
+    fc._BY_KEY.clear()
+    fc._BY_DATASET.clear()
+    for stale in cache.glob("*.pt"):
+        stale.unlink()
+    before = dict(fc.STATS)
+    torch.manual_seed(1234)
+    rng_before = torch.get_rng_state()
+    threads = torch.get_num_threads()
+    clf = fc.classifier_for(digits)
+    return {
+        "clf": clf,
+        "stats_before": before,
+        "rng_unchanged": torch.equal(rng_before, torch.get_rng_state()),
+        "threads_restored": torch.get_num_threads() == threads,
+    }
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize(("cls", "name", "direction"), IMAGE_METRICS)
+def test_metric_plugins_register_and_apply_to_labelled_images_only(cls, name, direction, digits):
+    module = importlib.import_module(f"pipeline_plugins.metrics.{name}")
+    registered = []
+    module.register_metrics(registered.append)
+    assert registered == [cls]
+    assert issubclass(cls, Metric) and cls.name == name and cls.direction == direction
+    assert cls().applies_to(digits)
+    assert not cls().applies_to(Ring8())
+
+
+def test_classifier_trains_once_reaches_97_percent_and_leaves_the_rng_alone(trained, cache):
+    clf = trained["clf"]
+    assert not clf.loaded_from_cache
+    assert fc.STATS["trained"] == trained["stats_before"].get("trained", 0) + 1
+    assert clf.heldout_accuracy >= 0.97  # the issue's bar; 359 held-out digits
+    assert clf.n_train == 1438 and clf.n_heldout == 359 and clf.num_classes == 10
+    assert clf.train_seconds > 0
+    assert clf.path.parent == cache and clf.path.is_file()
+    assert clf.path.name == f"{clf.key}.pt"
+    assert trained["rng_unchanged"] and trained["threads_restored"]
+    # the accuracy is recomputed from the weights, not just trusted from the record
+    assert fc.accuracy(clf.net, Digits().heldout_images, Digits().heldout_labels) == pytest.approx(
+        clf.heldout_accuracy
+    )
+
+
+def test_second_use_loads_from_the_disk_cache(trained, digits):
+    clf = trained["clf"]
+    mtime = clf.path.stat().st_mtime_ns
+    stats = dict(fc.STATS)
+    # same process: the same object, no disk access
+    assert fc.classifier_for(Digits()) is clf
+    # a fresh process (simulated by forgetting the in-memory ones) loads the file
+    fc._BY_KEY.clear()
+    fc._BY_DATASET.clear()
+    loaded = fc.classifier_for(Digits())
+    assert loaded is not clf and loaded.loaded_from_cache
+    assert fc.STATS["trained"] == stats.get("trained", 0)
+    assert fc.STATS["loaded"] == stats.get("loaded", 0) + 1
+    assert clf.path.stat().st_mtime_ns == mtime
+    assert loaded.heldout_accuracy == clf.heldout_accuracy
+    x = digits.heldout_images
+    assert torch.equal(loaded.net(x), clf.net(x))
+    # the key covers the data: other pixels, another key
+    split = fc.labelled_split(digits)
+    key = fc.cache_key(split, fc.Recipe())
+    assert key == clf.key
+    split.train_images = split.train_images.clone()
+    split.train_images[0, 0, 0, 0] += 0.5
+    assert fc.cache_key(split, fc.Recipe()) != key
+    assert fc.cache_key(fc.labelled_split(digits), fc.Recipe(seed=1)) != key
+
+
+def all_metrics(samples, dataset) -> dict[str, float]:
+    return {cls.name: cls().compute(samples, dataset) for cls, _, _ in IMAGE_METRICS}
+
+
+def test_real_heldout_digits_against_the_training_digits(trained, digits):
+    held = all_metrics(digits.heldout_images, digits)  # 359 images never trained on
+    # the finite-sample floor: 359 of the training images themselves
+    floor_fd = ClassifierFD().compute(digits.train_images[:359], digits)
+    noise = torch.rand(359, 1, 8, 8, generator=gen(4)) * 2 - 1
+    noise_fd = ClassifierFD().compute(noise, digits)
+    # held-out digits are as close as a same-size sample of the training set, up to 2×
+    # (measured: 17.4 vs 14.9), and far from uniform noise (measured: 964, 55×)
+    assert 0 < held["classifier_fd"] < 2 * floor_fd
+    assert noise_fd > 20 * held["classifier_fd"]
+    assert held["class_coverage"] == 10
+    # 359 samples over 10 near-balanced classes: KL of the observed histogram is small
+    # (measured 0.014; one class at 2× its share would already give ~0.05)
+    assert held["class_kl"] < 0.05
+    # k = 3 manifolds of two samples of one distribution hold most of each other
+    # (measured: precision 0.91, recall 0.89); uniform noise lies outside (measured 0, 0)
+    assert held["precision"] > 0.8 and held["recall"] > 0.8
+    assert held["classifier_accuracy"] == trained["clf"].heldout_accuracy
+    assert Precision().compute(noise, digits) < 0.05
+    assert Recall().compute(noise, digits) < 0.05
+
+
+def test_a_generator_stuck_on_one_image_covers_one_class(trained, digits):
+    stuck = digits.train_images[7:8].expand(500, 1, 8, 8).clone()
+    values = all_metrics(stuck, digits)
+    assert values["class_coverage"] == 1
+    assert values["class_kl"] == pytest.approx(math.log(10), abs=1e-12)
+    assert values["recall"] < 0.05  # one point covers almost none of the real digits
+    real_fd = ClassifierFD().compute(digits.sample(500, gen(8)), digits)
+    assert values["classifier_fd"] > 20 * real_fd
+
+
+def test_classifier_fd_matches_a_direct_computation(trained, digits):
+    """torchmetrics' Fréchet distance (eigenvalues of Σ_r Σ_g) equals the same formula computed
+    through the symmetric matrix Σ_r^½ Σ_g Σ_r^½, which has the same trace of square root."""
+    clf = trained["clf"]
+    x = digits.sample(400, gen(5)) * 0.8  # a distorted distribution: a non-trivial value
+    real = clf.reference()[0].double().numpy()
+    fake = clf.features_and_logits(x)[0].double().numpy()
+    mu_r, mu_f = real.mean(0), fake.mean(0)
+    cov_r, cov_f = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
+    w, v = np.linalg.eigh(cov_r)
+    half = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh(half @ cov_f @ half), 0, None)).sum()
+    expected = ((mu_r - mu_f) ** 2).sum() + np.trace(cov_r) + np.trace(cov_f) - 2 * trace_root
+    assert ClassifierFD().compute(x, digits) == pytest.approx(expected, rel=1e-3)
+
+
+def test_metrics_check_their_input(trained, digits):
+    for cls, _, _ in IMAGE_METRICS:
+        with pytest.raises(ValueError, match="do not match"):
+            cls().compute(torch.zeros(10, 1, 28, 28), digits)
+    broken = digits.sample(50, gen(1))
+    broken[3] = float("nan")
+    assert ClassifierFD().compute(broken, digits) == math.inf
+    everything_broken = torch.full((20, 1, 8, 8), float("nan"))
+    assert ClassCoverage().compute(everything_broken, digits) == 0
+    assert ClassKL().compute(everything_broken, digits) == pytest.approx(math.log(10))
+    assert Precision().compute(everything_broken, digits) == 0
+    assert Recall().compute(everything_broken, digits) == 0
+
+
+def test_kl_to_uniform():
+    assert kl_to_uniform(torch.tensor([5, 5, 5, 5])) == pytest.approx(0)
+    assert kl_to_uniform(torch.tensor([8, 0, 0, 0])) == pytest.approx(math.log(4))
+    # p = (3/4, 1/4) against (1/2, 1/2)
+    expected = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    assert kl_to_uniform(torch.tensor([3, 1])) == pytest.approx(expected)
+
+
+def test_knn_manifold_on_points_worked_by_hand():
+    line = torch.tensor([[0.0], [1.0], [2.0], [3.0], [10.0]])
+    # k = 1: the nearest other point; k = 2: the second nearest
+    assert knn_radii(line, 1).tolist() == [1, 1, 1, 1, 7]
+    assert knn_radii(line, 2).tolist() == [2, 1, 1, 2, 8]
+    queries = torch.tensor([[0.5], [5.0], [-1.5], [17.0], [18.0]])
+    # 5.0 lies in the ball of 10 (radius 7) only; 17 on its edge (≤ counts); 18 outside
+    radii = knn_radii(line, 1)
+    assert inside_manifold(queries, line, radii).tolist() == [True, True, False, True, False]
+    assert manifold_share(queries, line, 1) == pytest.approx(3 / 5)
+    with pytest.raises(ValueError):
+        knn_radii(line, 5)
+    # chunking does not change the answer
+    cloud = torch.randn(300, 4, generator=gen(0))
+    assert torch.equal(knn_radii(cloud, 3), knn_radii(cloud, 3, chunk=7))
