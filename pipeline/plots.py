@@ -257,3 +257,83 @@ def loss_curves(
         fig.suptitle(title, y=1 - top / 2 / height, va="center")
     fig.savefig(path, dpi=DPI)
     return path
+
+
+def animate_grids(
+    frames: list[np.ndarray],
+    path: str | Path,
+    *,
+    labels: list[str] | None = None,
+    nrow: int = 8,
+    scale: int | None = None,
+    duration_ms: int = 500,
+) -> Path:
+    """Write an animated GIF of the evaluation grids: one frame per evaluation.
+
+    Each frame is a batch of images ``(n, c, h, w)`` in [-1, 1] (``c`` = 1 grey, 3 RGB;
+    ``(n, h, w)`` is read as one channel), tiled ``nrow`` per row with a one-pixel
+    mid-grey separator like :func:`image_grid`, and enlarged ``scale`` times by pixel
+    repetition (default: so the grid is about 400 pixels wide). ``labels``, one per frame
+    (e.g. ``"step 500"``), are written in a strip above the grid. Frames are shown
+    ``duration_ms`` each and the animation loops forever; Pillow merges consecutive
+    identical frames into one longer frame. Drawn with Pillow, not matplotlib (a frame
+    costs a few milliseconds). Returns ``path``.
+    """
+    from PIL import Image, ImageDraw
+
+    if not frames:
+        raise ValueError("animate_grids needs at least one frame")
+    if labels is not None and len(labels) != len(frames):
+        raise ValueError(f"{len(labels)} labels for {len(frames)} frames")
+    if duration_ms < 1:
+        raise ValueError(f"duration_ms must be ≥ 1, got {duration_ms}")
+    path = _prepare(path)
+    grids = [_tile(frame, nrow) for frame in frames]
+    shapes = {g.shape for g in grids}
+    if len(shapes) != 1:
+        raise ValueError(f"all frames must tile to one size, got {sorted(shapes)}")
+    gh, gw, c = grids[0].shape
+    if scale is None:
+        scale = max(1, 400 // gw)
+    if scale < 1:
+        raise ValueError(f"scale must be ≥ 1, got {scale}")
+    strip = 14 if labels is not None else 0
+    images = []
+    for i, grid in enumerate(grids):
+        pixels = np.round(grid * 255).astype(np.uint8).repeat(scale, 0).repeat(scale, 1)
+        canvas = np.zeros((gh * scale + strip, gw * scale, c), dtype=np.uint8)
+        canvas[strip:] = pixels
+        image = Image.fromarray(canvas[:, :, 0] if c == 1 else canvas, "L" if c == 1 else "RGB")
+        if labels is not None:
+            ImageDraw.Draw(image).text((2, 1), labels[i], fill=255 if c == 1 else (255,) * 3)
+        images.append(image if c == 1 else image.quantize(colors=256))
+    images[0].save(
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=duration_ms,
+        loop=0,
+    )
+    return path
+
+
+def _tile(images: np.ndarray, nrow: int) -> np.ndarray:
+    """Images ``(n, c, h, w)`` in [-1, 1] → one grid ``(H, W, c)`` in [0, 1]."""
+    array = np.asarray(images, dtype=np.float64)
+    if array.ndim == 3:
+        array = array[:, None]
+    if array.ndim != 4 or array.shape[1] not in (1, 3) or len(array) == 0:
+        raise ValueError(f"images must have shape (n, 1 or 3, h, w) with n ≥ 1, got {array.shape}")
+    if nrow < 1:
+        raise ValueError(f"nrow must be ≥ 1, got {nrow}")
+    n, c, h, w = array.shape
+    pixels = (np.clip(np.nan_to_num(array, nan=-1.0), -1.0, 1.0) + 1.0) / 2.0
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 0.5)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        top, left = 1 + r * (h + 1), 1 + q * (w + 1)
+        grid[top : top + h, left : left + w] = pixels[i].transpose(1, 2, 0)
+    return grid
