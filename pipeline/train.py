@@ -92,6 +92,8 @@ class Trainer:
         self.progress = progress
         self.on_eval = on_eval
         self.history: dict[str, tuple[list[int], list[float]]] = {}
+        #: the image grid of each evaluation, for the animated progression at the end
+        self.grid_frames: list[tuple[int, np.ndarray]] = []
         self.evaluations: list[tuple[int, dict[str, float]]] = []
         self._build()
 
@@ -211,7 +213,9 @@ class Trainer:
     def _plot_samples(self, samples: Tensor, path: Path) -> None:
         title = f"{self.exp.name} · step {self.step}"
         if self.dataset.is_image:
-            plots.image_grid(samples[:64].numpy(), path, nrow=8, title=title)
+            grid = samples[:64].numpy()
+            self.grid_frames.append((self.step, grid))
+            plots.image_grid(grid, path, nrow=8, title=title)
         elif samples.shape[1] == 2:
             real = self.dataset.sample(1000, torch.Generator().manual_seed(0)).numpy()
             centers = None if self.dataset.centers is None else self.dataset.centers.numpy()
@@ -355,6 +359,12 @@ class Trainer:
         wd = self.workdir
         if not self.dataset.is_image:
             np.save(wd / "samples.npy", samples.numpy())
+        elif self.grid_frames:
+            plots.animate_grids(
+                [grid for _, grid in self.grid_frames],
+                wd / "progression.gif",
+                labels=[f"step {step}" for step, _ in self.grid_frames],
+            )
         plots.loss_curves(
             {k: (np.asarray(s), np.asarray(v)) for k, (s, v) in self.history.items()},
             wd / "loss_curves.png",
@@ -372,6 +382,8 @@ class Trainer:
         )
         if not self.dataset.is_image:
             t.log_artifact(wd / "samples.npy")
+        elif (wd / "progression.gif").exists():
+            t.log_artifact(wd / "progression.gif")
         t.log_artifact(wd / "loss_curves.png")
         t.log_artifact(ckpt, "checkpoint")
         t.log_generator(self.generator.cpu(), self.noise_dim)

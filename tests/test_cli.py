@@ -67,6 +67,7 @@ def test_train_end_to_end_is_tracked(file, shared_store, monkeypatch, tmp_path):
     assert any(m.source_run_id == run_id and m.name == "generator" for m in models)
     if params["dataset.name"] == "digits":
         assert set(run.data.metrics) >= {"w1"}
+        assert "progression.gif" in artifacts  # the evaluation grids, animated
         return
     assert "samples.npy" in artifacts
     assert set(run.data.metrics) >= {"modes", "hq_fraction", "reverse_kl", "w1"}
