@@ -120,7 +120,11 @@ def test_second_use_loads_from_the_disk_cache(trained, digits):
     # a fresh process (simulated by forgetting the in-memory ones) loads the file
     fc._BY_KEY.clear()
     fc._BY_DATASET.clear()
+    rng = torch.get_rng_state()
     loaded = fc.classifier_for(Digits())
+    # loading must not move the global RNG either: a GAN run that evaluates would then
+    # train differently with and without a cached classifier
+    assert torch.equal(rng, torch.get_rng_state())
     assert loaded is not clf and loaded.loaded_from_cache
     assert fc.STATS["trained"] == stats.get("trained", 0)
     assert fc.STATS["loaded"] == stats.get("loaded", 0) + 1
