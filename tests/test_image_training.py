@@ -179,6 +179,10 @@ def test_pipeline_train_on_digits_logs_the_image_metrics(tmp_path, monkeypatch):
     assert sorted(m.step for m in history) == [3, 6]
     grids = {a.path for a in client.list_artifacts(run_id, "samples")}
     assert grids == {"samples/step_0000003.png", "samples/step_0000006.png"}
+    # the animated progression: one frame per evaluation
+    gif = client.download_artifacts(run_id, "progression.gif", str(tmp_path))
+    with Image.open(gif) as animation:
+        assert animation.format == "GIF" and animation.n_frames == 2
     # the logged value is the metric of the logged generator's evaluation samples
     generator = mlflow.pytorch.load_model(f"runs:/{run_id}/generator")
     generator.eval()
