@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +115,30 @@ class RunTracker:
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self.finished = False
+        self._worker: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on this run's one background thread, in submission order.
+
+        The training loop hands it metric batches and sample plots, so SQLite commits and
+        matplotlib rendering overlap with torch (which releases the GIL) instead of
+        stalling it. Errors surface at :meth:`drain`.
+        """
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
+        self._pending = [f for f in self._pending if not f.done() or f.exception()]
+        self._pending.append(self._worker.submit(fn, *args))
+
+    def drain(self) -> None:
+        """Wait for everything submitted; re-raise the first error."""
+        pending, self._pending = self._pending, []
+        errors = [f.exception() for f in pending if f.exception() is not None]
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
+        if errors:
+            raise errors[0]
 
     @classmethod
     def start(
@@ -198,6 +224,11 @@ class RunTracker:
         """End the run as FINISHED, FAILED or KILLED (with the reason as a tag)."""
         if self.finished:
             return
+        try:
+            self.drain()
+        except Exception as exc:  # a failed background write must not hide the run's end
+            if status == "FINISHED":
+                status, reason = "FAILED", f"tracking failed: {type(exc).__name__}: {exc}"
         if reason:
             self.set_tags({"failure_reason": reason[:5000]})
         self.client.set_terminated(self.run_id, status=status)

@@ -36,6 +36,9 @@ from pipeline.types import Constraint, Dataset, Loss, Metric, ModelPair
 #: called after each evaluation with (generator step, metrics); may raise to stop
 EvalCallback = Callable[[int, dict[str, float]], None]
 
+#: seconds between two MLflow writes of per-step metrics (the UI lags by at most this)
+SEND_INTERVAL_S = 2.0
+
 #: per-step values kept on the device, in this order
 STEP_KEYS = ("loss/critic", "loss/generator", "penalty", "wasserstein_estimate")
 
@@ -94,6 +97,8 @@ class Trainer:
         self.history: dict[str, tuple[list[int], list[float]]] = {}
         #: the image grid of each evaluation, for the animated progression at the end
         self.grid_frames: list[tuple[int, np.ndarray]] = []
+        self._unsent: list[tuple[str, float, int]] = []
+        self._last_send = time.perf_counter()
         self.evaluations: list[tuple[int, dict[str, float]]] = []
         self._build()
 
@@ -213,24 +218,34 @@ class Trainer:
     def _plot_samples(self, samples: Tensor, path: Path) -> None:
         title = f"{self.exp.name} · step {self.step}"
         if self.dataset.is_image:
-            grid = samples[:64].numpy()
+            grid = samples[:64].numpy().copy()  # not a view that keeps all samples alive
             self.grid_frames.append((self.step, grid))
-            plots.image_grid(grid, path, nrow=8, title=title)
+            self._draw(plots.image_grid, grid, path, nrow=8, title=title)
         elif samples.shape[1] == 2:
             real = self.dataset.sample(1000, torch.Generator().manual_seed(0)).numpy()
             centers = None if self.dataset.centers is None else self.dataset.centers.numpy()
-            plots.scatter_plot(
-                samples.numpy(),
+            self._draw(
+                plots.scatter_plot,
+                samples.numpy().copy(),
                 path,
                 centers=centers,
                 std=self.dataset.std,
                 real=real,
                 title=title,
             )
-        else:
-            return
+
+    def _draw(self, plot: Callable[..., Path], *args: Any, **kwargs: Any) -> None:
+        """Draw a sample plot and log it; on the tracker's background thread when tracked."""
+
+        def job() -> None:
+            path = plot(*args, **kwargs)
+            if self.tracker:
+                self.tracker.log_artifact(path, "samples")
+
         if self.tracker:
-            self.tracker.log_artifact(path, "samples")
+            self.tracker.submit(job)
+        else:
+            job()
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -243,7 +258,10 @@ class Trainer:
         samples: Tensor | None = None
         if self.write_artifacts:
             self._log_start()
-        with _progress(cfg.steps, self.progress, self.exp.name) as bar:
+        with (
+            _progress(cfg.steps, self.progress, self.exp.name) as bar,
+            self._metrics_sent_at_exit(),
+        ):
             while self.step < cfg.steps:
                 measure = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
                 values, extra = self.train_step(measure)
@@ -258,8 +276,9 @@ class Trainer:
                     final_metrics, samples = self.evaluate()
                     self.evaluations.append((self.step, final_metrics))
                     if self.tracker:
-                        self.tracker.log_metrics(
-                            [(k, v, self.step) for k, v in final_metrics.items()]
+                        self.tracker.submit(
+                            self.tracker.log_metrics,
+                            [(k, v, self.step) for k, v in final_metrics.items()],
                         )
                     if bar is not None:
                         bar.write(
@@ -310,7 +329,8 @@ class Trainer:
             steps.append(step)
             values.append(value)
         if self.tracker:
-            self.tracker.log_metrics(rows)
+            self._unsent.extend(rows)
+            self._send_metrics()
         if bar is not None:
             last = table[-1]
             post = {"D": f"{last[0]:.3f}", "G": f"{last[1]:.3f}"}
@@ -318,6 +338,26 @@ class Trainer:
                 post["W"] = f"{last[3]:.3f}"
             bar.set_postfix(post, refresh=False)
             bar.update(len(buffer_steps))
+
+    @contextmanager
+    def _metrics_sent_at_exit(self) -> Iterator[None]:
+        """Whatever ends the loop (the last step, a non-finite loss, a pruned trial), the
+        buffered per-step metrics reach the tracker."""
+        try:
+            yield
+        finally:
+            self._send_metrics(force=True)
+
+    def _send_metrics(self, force: bool = False) -> None:
+        """Hand buffered rows to the tracker at most every ``SEND_INTERVAL_S`` seconds: one
+        MLflow ``log_batch`` costs ~20 ms on SQLite whatever its size."""
+        now = time.perf_counter()
+        if not self.tracker or not self._unsent:
+            return
+        if force or now - self._last_send >= SEND_INTERVAL_S:
+            rows, self._unsent = self._unsent, []
+            self._last_send = now
+            self.tracker.submit(self.tracker.log_metrics, rows)
 
     def _logs(self, key: str) -> bool:
         if key == "wasserstein_estimate":
@@ -374,6 +414,7 @@ class Trainer:
         if not self.tracker:
             return
         t = self.tracker
+        t.drain()  # every metric batch and sample plot is in before the run's last files
         t.log_metrics(
             [
                 ("wall_time_s", wall, self.step),

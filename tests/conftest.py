@@ -9,6 +9,19 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def classifier_cache(tmp_path_factory):
+    """Feature classifiers of the image metrics are cached in a temp dir, never in ~/.cache."""
+    path = tmp_path_factory.mktemp("classifier-cache")
+    previous = os.environ.get("GAN_PIPELINE_CLASSIFIER_CACHE")
+    os.environ["GAN_PIPELINE_CLASSIFIER_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("GAN_PIPELINE_CLASSIFIER_CACHE", None)
+    else:
+        os.environ["GAN_PIPELINE_CLASSIFIER_CACHE"] = previous
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 
