@@ -83,6 +83,17 @@ tracking_options = [
 ]
 
 
+#: ``-o key=value``, repeatable, read as YAML (train and tune)
+override_option = click.option(
+    "-o",
+    "--override",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. -o train.steps=2000 (repeatable; read as YAML).",
+)
+
+
 def with_tracking_options(f):
     for option in reversed(tracking_options):
         f = option(f)
@@ -91,14 +102,7 @@ def with_tracking_options(f):
 
 @main.command()
 @click.argument("experiment_file", type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--override",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value, e.g. -o train.steps=2000 (repeatable).",
-)
+@override_option
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: train.device).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @with_tracking_options
@@ -134,14 +138,7 @@ def train(
 
 @main.command()
 @click.argument("experiment_file", type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--override",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value of the base experiment (repeatable).",
-)
+@override_option
 @click.option(
     "--n-trials",
     type=int,
