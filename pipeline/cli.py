@@ -105,9 +105,22 @@ def with_tracking_options(f):
 @override_option
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: train.device).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--resume",
+    default=None,
+    metavar="CHECKPOINT|runs:/RUN_ID",
+    help="Continue from a checkpoint file or a run's checkpoint (same settings, more steps).",
+)
 @with_tracking_options
 def train(
-    experiment_file, overrides, device, no_progress, tracking_uri, mlflow_config, experiment_name
+    experiment_file,
+    overrides,
+    device,
+    no_progress,
+    resume,
+    tracking_uri,
+    mlflow_config,
+    experiment_name,
 ) -> None:
     """Train one experiment file as one MLflow run."""
     from pipeline.config import load_experiment
@@ -123,8 +136,22 @@ def train(
     tracking = TrackingSettings.load(
         mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name
     )
+    state = None
+    extra_tags = {}
+    if resume is not None:
+        from pipeline.train import check_resumable
+
+        state = _load_resume(resume, tracking)
+        check_resumable(exp, state)
+        extra_tags = {"resumed_from": resume, "resumed_at_step": str(state["step"])}
     try:
-        result = run_training(exp, tracking=tracking, progress=not no_progress)
+        result = run_training(
+            exp,
+            tracking=tracking,
+            progress=not no_progress,
+            resume_state=state,
+            extra_tags=extra_tags,
+        )
     except KeyboardInterrupt:
         click.echo("interrupted: run marked KILLED", err=True)
         sys.exit(130)
@@ -134,6 +161,28 @@ def train(
         f"MLflow run {result.run_id} in {tracking.tracking_uri} "
         f"(experiment {tracking.experiment_name or exp.name!r}); browse with: pipeline ui"
     )
+
+
+def _load_resume(source: str, tracking) -> dict:
+    """A checkpoint from a file, or from ``runs:/<run_id>`` (its ``checkpoint/`` artifact)."""
+    import tempfile
+
+    from pipeline.checkpoint import load_checkpoint
+    from pipeline.tracking import client_for
+
+    if source.startswith("runs:/"):
+        run_id = source.removeprefix("runs:/").strip("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = client_for(tracking).download_artifacts(
+                    run_id, "checkpoint/checkpoint.pt", tmp
+                )
+            except Exception as exc:
+                raise PipelineError(f"--resume: no checkpoint in run {run_id}: {exc}") from None
+            return load_checkpoint(path)
+    if not os.path.isfile(source):
+        raise PipelineError(f"--resume: checkpoint {source!r} does not exist")
+    return load_checkpoint(source)
 
 
 @main.command()

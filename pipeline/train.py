@@ -259,7 +259,7 @@ class Trainer:
         if self.write_artifacts:
             self._log_start()
         with (
-            _progress(cfg.steps, self.progress, self.exp.name) as bar,
+            _progress(cfg.steps, self.progress, self.exp.name, initial=self.step) as bar,
             self._metrics_sent_at_exit(),
         ):
             while self.step < cfg.steps:
@@ -439,13 +439,13 @@ def _grad_norm(module: nn.Module) -> Tensor:
 
 
 @contextmanager
-def _progress(total: int, enabled: bool, name: str) -> Iterator[Any]:
+def _progress(total: int, enabled: bool, name: str, initial: int = 0) -> Iterator[Any]:
     if not enabled:
         yield None
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=name, unit="step", dynamic_ncols=True, leave=True)
+    bar = tqdm(total=total, initial=initial, desc=name, unit="step", dynamic_ncols=True, leave=True)
     try:
         yield bar
     finally:
@@ -499,8 +499,12 @@ def run_training(
     run_name: str | None = None,
     status_for: Callable[[BaseException], str | None] | None = None,
     on_run_started: Callable[[str], None] | None = None,
+    resume_state: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train one experiment as one MLflow run (or untracked with ``tracking=None``).
+
+    ``resume_state`` (a checkpoint checked with :func:`check_resumable`) continues a
+    run from its step, nets, optimizers and RNG states, as a new MLflow run.
 
     The run ends FINISHED on success, FAILED on an exception or a non-finite loss (the
     reason as the ``failure_reason`` tag), KILLED on Ctrl-C or SIGTERM. ``status_for``
@@ -518,6 +522,8 @@ def run_training(
                 on_eval=on_eval,
                 write_artifacts=tracking is not None,
             )
+            if resume_state is not None:
+                trainer.restore(resume_state)
         tracker = None
         if tracking is not None:
             experiment_name = tracking.experiment_name or exp.name
@@ -551,3 +557,34 @@ def run_training(
         if tracker:
             tracker.finish("FINISHED")
         return result
+
+
+#: keys a resumed run may change: a longer budget, another device, its own bookkeeping
+RESUMABLE_CHANGES = (
+    "train.steps",
+    "train.device",
+    "train.eval_every",
+    "train.log_every",
+    "train.checkpoint_every",
+)
+
+
+def check_resumable(exp: Experiment, state: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint under other hyperparameters (mimicry's rule): only
+    the budget, device and logging cadence may change, and the step must lie ahead."""
+    from pipeline.config import flatten
+
+    old = flatten({k: v for k, v in state["config"].items() if k != "tune"})
+    new = flatten({k: v for k, v in exp.resolved.items() if k != "tune"})
+    changed = sorted(
+        k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
+    )
+    if changed:
+        shown = ", ".join(f"{k} ({old.get(k)!r} → {new.get(k)!r})" for k in changed[:4])
+        raise ConfigError("--resume", f"the checkpoint was trained with other settings: {shown}")
+    if int(state["step"]) >= exp.train.steps:
+        raise ConfigError(
+            "train.steps",
+            f"the checkpoint is at step {state['step']}; ask for more steps to resume "
+            f"(got {exp.train.steps})",
+        )

@@ -22,6 +22,7 @@ def classifier_cache(tmp_path_factory):
     else:
         os.environ["GAN_PIPELINE_CLASSIFIER_CACHE"] = previous
 
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 

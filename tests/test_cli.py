@@ -223,3 +223,45 @@ def test_readme_commands_exist():
         "make bench-quick",
     ):
         assert command in readme
+
+
+@pytest.mark.slow
+def test_resume_continues_a_run_and_refuses_other_settings(shared_store, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    first = CliRunner().invoke(main, train_args("sngan_ring8.yaml", shared_store))
+    assert first.exit_code == 0, first.output
+    run_id = first.output.split("MLflow run ")[1].split()[0]
+
+    refused = CliRunner().invoke(
+        main,
+        [
+            *train_args(
+                "sngan_ring8.yaml", shared_store, "train.steps=10", "optimizer.critic.lr=0.001"
+            ),
+            "--resume",
+            f"runs:/{run_id}",
+        ],
+    )
+    assert refused.exit_code == 2 and "optimizer.critic.lr" in refused.output
+    too_short = CliRunner().invoke(
+        main, [*train_args("sngan_ring8.yaml", shared_store), "--resume", f"runs:/{run_id}"]
+    )
+    assert too_short.exit_code == 2 and "at step 6" in too_short.output
+
+    resumed = CliRunner().invoke(
+        main,
+        [
+            *train_args("sngan_ring8.yaml", shared_store, "train.steps=10"),
+            "--resume",
+            f"runs:/{run_id}",
+        ],
+    )
+    assert resumed.exit_code == 0, resumed.output
+    new_id = resumed.output.split("MLflow run ")[1].split()[0]
+    client = MlflowClient(shared_store.tracking_uri)
+    run = client.get_run(new_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["resumed_from"] == f"runs:/{run_id}"
+    assert run.data.tags["resumed_at_step"] == "6"
+    steps = sorted(m.step for m in client.get_metric_history(new_id, "loss/critic"))
+    assert steps == [7, 8, 9, 10]
