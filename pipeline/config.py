@@ -248,7 +248,15 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
         section: _validate_plugin_section(data, section, kind, registry)
         for section, kind in PLUGIN_SECTIONS
     }
-    dataset = plugins["dataset"].instantiate()
+    try:
+        dataset = plugins["dataset"].instantiate()
+    except ConfigError:
+        raise
+    except Exception as exc:  # a missing folder, an unreadable file: bad input, not a crash
+        info = plugins["dataset"].info
+        raise ConfigError(
+            "dataset", f"{info.name!r} ({info.origin}) could not load its data: {exc}"
+        ) from None
     metric_names = data.get("metrics")
     metrics: list[PluginInfo] = []
     if metric_names is None:

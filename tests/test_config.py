@@ -124,3 +124,12 @@ def test_metrics_default_to_those_that_apply(registry):
         "reverse_kl",
         "w1",
     }
+
+
+def test_a_dataset_that_cannot_load_is_bad_input_naming_it(registry, tmp_path):
+    data = load_yaml(EXPERIMENTS / "gan_ring8.yaml")
+    data["dataset"] = {"name": "image_folder", "root": str(tmp_path / "no-such-folder")}
+    with pytest.raises(ConfigError) as info:
+        validate(data, registry)
+    assert info.value.field.startswith("dataset")
+    assert "no-such-folder" in str(info.value)
