@@ -133,3 +133,35 @@ def test_a_dataset_that_cannot_load_is_bad_input_naming_it(registry, tmp_path):
         validate(data, registry)
     assert info.value.field.startswith("dataset")
     assert "no-such-folder" in str(info.value)
+
+
+def test_any_error_while_a_dataset_loads_becomes_one_message_naming_the_plugin():
+    from pipeline import hookimpl
+    from pipeline.registry import Registry
+    from pipeline.types import Dataset
+
+    class Broken(Dataset):
+        name = "broken_files"
+
+        def __init__(self, settings=None):
+            super().__init__(settings)
+            raise FileNotFoundError("/data/broken/train.npy")
+
+        def sample(self, n, generator):  # never reached: loading fails first
+            raise AssertionError("unreachable")
+
+    class Provider:
+        @hookimpl
+        def register_datasets(self, register):
+            register(Broken)
+
+    registry = Registry()
+    registry.load_entry_points()
+    registry.add_module(Provider(), name="broken-test", package="tests", version="0")
+    data = load_yaml(EXPERIMENTS / "gan_ring8.yaml")
+    data["dataset"] = {"name": "broken_files"}
+    with pytest.raises(ConfigError) as info:
+        validate(data, registry)
+    assert info.value.field == "dataset"
+    assert "'broken_files' (tests 0) could not load its data" in str(info.value)
+    assert "/data/broken/train.npy" in str(info.value)
