@@ -91,6 +91,8 @@ class Experiment:
     metrics: list[PluginInfo]
     resolved: dict[str, Any]
     tune: dict[str, Any] = field(default_factory=dict)
+    #: settings of each metric, by name (``metrics: [{name: precision, k: 5}]``)
+    metric_settings: dict[str, Settings] = field(default_factory=dict)
 
     def flat_params(self) -> dict[str, str]:
         """The resolved config under dotted keys, as MLflow params (``tune`` excluded)."""
@@ -223,6 +225,47 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _validate_metrics(
+    entries: Any, dataset: Any, dataset_name: str, registry: Registry
+) -> tuple[list[PluginInfo], dict[str, Settings], list[Any]]:
+    """``metrics:`` is a list of names or ``{name: …, <setting>: …}`` mappings; by default
+    every metric that applies to the dataset, with its default settings."""
+    if entries is None:
+        entries = [
+            n
+            for n in registry.names("metric")
+            if registry.get("metric", n).cls().applies_to(dataset)
+        ]
+    if not isinstance(entries, list):
+        raise ConfigError("metrics", "must be a list of metric names or {name: …} mappings")
+    infos: list[PluginInfo] = []
+    settings: dict[str, Settings] = {}
+    resolved: list[Any] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            name, values = entry, {}
+        elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            name, values = entry["name"], {k: v for k, v in entry.items() if k != "name"}
+        else:
+            raise ConfigError("metrics", f"{entry!r} is neither a metric name nor {{name: …}}")
+        try:
+            info = registry.get("metric", name)
+        except PluginError as exc:
+            raise ConfigError("metrics", str(exc)) from None
+        try:
+            chosen = info.cls.Settings.model_validate(values)
+        except ValidationError as exc:
+            raise _pydantic_error(f"metrics.{name}", exc, info.cls.Settings) from None
+        if not info.cls(chosen).applies_to(dataset):
+            raise ConfigError(
+                "metrics", f"metric {name!r} does not apply to dataset {dataset_name!r}"
+            )
+        infos.append(info)
+        settings[name] = chosen
+        resolved.append({"name": name, **_jsonable(chosen.model_dump())} if values else name)
+    return infos, settings, resolved
+
+
 def validate(data: dict[str, Any], registry: Registry) -> Experiment:
     """Validate a whole experiment dict (after overrides) against the registry."""
     for key in data:
@@ -257,28 +300,9 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
         raise ConfigError(
             "dataset", f"{info.name!r} ({info.origin}) could not load its data: {exc}"
         ) from None
-    metric_names = data.get("metrics")
-    metrics: list[PluginInfo] = []
-    if metric_names is None:
-        metrics = [
-            registry.get("metric", n)
-            for n in registry.names("metric")
-            if registry.get("metric", n).cls().applies_to(dataset)
-        ]
-    else:
-        if not isinstance(metric_names, list) or not all(isinstance(n, str) for n in metric_names):
-            raise ConfigError("metrics", "must be a list of metric names")
-        for n in metric_names:
-            try:
-                info = registry.get("metric", n)
-            except PluginError as exc:
-                raise ConfigError("metrics", str(exc)) from None
-            if not info.cls().applies_to(dataset):
-                raise ConfigError(
-                    "metrics",
-                    f"metric {n!r} does not apply to dataset {plugins['dataset'].info.name!r}",
-                )
-            metrics.append(info)
+    metrics, metric_settings, metric_entries = _validate_metrics(
+        data.get("metrics"), dataset, plugins["dataset"].info.name, registry
+    )
 
     tune = data.get("tune") or {}
     if not isinstance(tune, dict):
@@ -295,11 +319,17 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
         else:
             resolved[section] = body
     resolved["train"] = train.model_dump()
-    resolved["metrics"] = [m.name for m in metrics]
+    resolved["metrics"] = metric_entries
     if tune:
         resolved["tune"] = tune
     return Experiment(
-        name=name, train=train, plugins=plugins, metrics=metrics, resolved=resolved, tune=tune
+        name=name,
+        train=train,
+        plugins=plugins,
+        metrics=metrics,
+        resolved=resolved,
+        tune=tune,
+        metric_settings=metric_settings,
     )
 
 

@@ -120,7 +120,7 @@ class Trainer:
             exp.plugins["optimizer.generator"].instantiate().build(self.generator.parameters())
         )
         self.opt_d = exp.plugins["optimizer.critic"].instantiate().build(self.critic.parameters())
-        self.metrics: list[Metric] = [m.cls() for m in exp.metrics]
+        self.metrics: list[Metric] = [m.cls(exp.metric_settings.get(m.name)) for m in exp.metrics]
         # evaluation noise: fixed, from its own generator, so evaluations never move the
         # training RNG and every evaluation of a run sees the same z
         eval_rng = torch.Generator().manual_seed(cfg.seed + 1)

@@ -165,3 +165,29 @@ def test_any_error_while_a_dataset_loads_becomes_one_message_naming_the_plugin()
     assert info.value.field == "dataset"
     assert "'broken_files' (tests 0) could not load its data" in str(info.value)
     assert "/data/broken/train.npy" in str(info.value)
+
+
+def test_metric_settings_come_from_the_experiment_file(registry, tmp_path):
+    from pipeline.train import Trainer
+
+    exp = load_experiment(
+        EXPERIMENTS / "gan_ring8.yaml",
+        ["metrics=[modes, {name: w1, projections: 16}]"],
+        registry=registry,
+    )
+    assert exp.resolved["metrics"][0] == "modes"
+    assert exp.resolved["metrics"][1]["projections"] == 16
+    trainer = Trainer(exp, workdir=tmp_path, progress=False)
+    assert [m.name for m in trainer.metrics] == ["modes", "w1"]
+    assert trainer.metrics[1].settings.projections == 16
+    with pytest.raises(ConfigError) as info:
+        load_experiment(
+            EXPERIMENTS / "gan_ring8.yaml",
+            ["metrics=[{name: w1, projections: 0}]"],
+            registry=registry,
+        )
+    assert info.value.field == "metrics.w1.projections"
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_experiment(
+            EXPERIMENTS / "gan_ring8.yaml", ["metrics=[{name: w1, bogus: 1}]"], registry=registry
+        )

@@ -34,6 +34,7 @@ import math
 import weakref
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from pipeline import hookimpl
@@ -44,7 +45,7 @@ class W1Settings(Settings):
     #: seed of the generator that draws the real reference sample
     seed: int = 0
     #: number of random unit directions averaged over
-    projections: int = 256
+    projections: int = Field(default=256, ge=1)
     #: seed of the generator that draws the directions
     projection_seed: int = 1
 
