@@ -165,23 +165,8 @@ def image_grid(images: np.ndarray, path: str | Path, *, nrow: int = 8, title: st
     are separated by a one-pixel mid-grey line; no axes are drawn.
     """
     path = _prepare(path)
-    array = np.asarray(images, dtype=np.float64)
-    if array.ndim == 3:  # (n, h, w): single channel
-        array = array[:, None]
-    if array.ndim != 4 or array.shape[1] not in (1, 3) or len(array) == 0:
-        raise ValueError(f"images must have shape (n, 1 or 3, h, w) with n ≥ 1, got {array.shape}")
-    if nrow < 1:
-        raise ValueError(f"nrow must be ≥ 1, got {nrow}")
-    n, c, h, w = array.shape
-    pixels = (np.clip(np.nan_to_num(array, nan=-1.0), -1.0, 1.0) + 1.0) / 2.0
-    cols = min(nrow, n)
-    rows = -(-n // cols)
-    pad = 1
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 0.5)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        top, left = pad + r * (h + pad), pad + q * (w + pad)
-        grid[top : top + h, left : left + w] = pixels[i].transpose(1, 2, 0)
+    grid = _tile(images, nrow)
+    c = grid.shape[2]
 
     gh, gw = grid.shape[:2]
     width = 6.0
