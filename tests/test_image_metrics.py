@@ -21,7 +21,12 @@ from pipeline_plugins.metrics.class_coverage import ClassCoverage
 from pipeline_plugins.metrics.class_kl import ClassKL, kl_to_uniform
 from pipeline_plugins.metrics.classifier_accuracy import ClassifierAccuracy
 from pipeline_plugins.metrics.classifier_fd import ClassifierFD
-from pipeline_plugins.metrics.knn_manifold import inside_manifold, knn_radii, manifold_share
+from pipeline_plugins.metrics.knn_manifold import (
+    distances,
+    inside_manifold,
+    knn_radii,
+    manifold_share,
+)
 from pipeline_plugins.metrics.precision import Precision
 from pipeline_plugins.metrics.recall import Recall
 
@@ -228,6 +233,23 @@ def test_knn_manifold_on_points_worked_by_hand():
     assert manifold_share(queries, line, 1) == pytest.approx(3 / 5)
     with pytest.raises(ValueError):
         knn_radii(line, 5)
-    # chunking does not change the answer
+    # chunking does not change the answer, bit for bit: distances are computed pair by pair
+    # (compute_mode="donot_use_mm_for_euclid_dist"), so the chunk size cannot pick between
+    # torch's matmul and direct paths; a ball's edge is the same whatever the chunking
     cloud = torch.randn(300, 4, generator=gen(0))
     assert torch.equal(knn_radii(cloud, 3), knn_radii(cloud, 3, chunk=7))
+    queries = torch.randn(50, 4, generator=gen(1))
+    radii = knn_radii(cloud, 3)
+    assert torch.equal(
+        inside_manifold(queries, cloud, radii), inside_manifold(queries, cloud, radii, chunk=7)
+    )
+
+
+def test_knn_distances_do_not_depend_on_the_block_size():
+    # torch.cdist's default takes a matmul path when a block has more than 25 rows and a
+    # direct one otherwise, so the same distance computed in a block of 300 rows and in one of
+    # 7 differed in the last bits (1e-14 here); the manifold's distances must not
+    queries = torch.randn(300, 128, generator=gen(2), dtype=torch.float64)
+    points = torch.randn(20, 128, generator=gen(3), dtype=torch.float64)
+    assert torch.equal(distances(queries, points)[:7], distances(queries[:7], points))
+    assert torch.equal(distances(queries, points)[-7:], distances(queries[-7:], points))

@@ -27,6 +27,7 @@ def test_same_file_and_seed_give_identical_losses(registry):
     exp = experiment(registry, "wgan_gp_grid25.yaml", "model.g_width=32", "model.d_width=32")
     a = run_training(exp, tracking=None, progress=False)
     b = run_training(exp, tracking=None, progress=False)
+    # exact: the same computation in the same order, in one process on one CPU
     assert a.history["loss/critic"][1] == b.history["loss/critic"][1]
     assert a.history["loss/generator"][1] == b.history["loss/generator"][1]
     assert a.metrics == b.metrics
@@ -87,6 +88,7 @@ def test_resume_from_checkpoint_continues_identically(registry, tmp_path):
     second = Trainer(exp, workdir=tmp_path / "c", progress=False)
     second.restore(state)
     losses_second = [second.train_step(False)[0][0].item() for _ in range(3)]
+    # exact: a resumed run on CPU repeats the same computation in the same order
     assert losses_first + losses_second == losses_full
 
 

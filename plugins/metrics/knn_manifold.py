@@ -16,6 +16,16 @@ torchmetrics, the library this project uses for the Fréchet distance, has no su
 metric, and torch-fidelity's, which has one, is not a dependency of this project.
 Distances are Euclidean, computed in float64 and in chunks of rows so the memory stays
 at ``chunk × n`` distances.
+
+Distances are computed directly, pair by pair (``torch.cdist`` with
+``compute_mode="donot_use_mm_for_euclid_dist"``), not through torch's default
+``‖a‖² − 2a·b + ‖b‖²`` matrix-multiply path: that path is taken for large blocks only, so
+the last bits of a distance depended on the chunk size and the CPU's matmul kernel, and a
+sample on the edge of a ball (a tie, common with repeated or quantised images) could move in
+or out with them. Direct distances are the same whatever the chunking, so precision and
+recall do not depend on it. The cost: 2.5–3× the matmul path's time for the distances
+(``benchmarks/knn_distances.py``: about +0.5 s per 2,500 × 2,500 distance matrix of
+128-d features on one thread here), a fraction of one evaluation.
 """
 
 from __future__ import annotations
@@ -25,6 +35,13 @@ from torch import Tensor
 
 #: rows of the distance matrix computed at once
 CHUNK = 1024
+#: pairwise differences, not the matmul expansion: the result does not depend on the chunking
+COMPUTE_MODE = "donot_use_mm_for_euclid_dist"
+
+
+def distances(a: Tensor, b: Tensor) -> Tensor:
+    """Euclidean distances between the rows of ``a`` and of ``b``, computed pair by pair."""
+    return torch.cdist(a, b, compute_mode=COMPUTE_MODE)
 
 
 def knn_radii(points: Tensor, k: int, chunk: int = CHUNK) -> Tensor:
@@ -34,7 +51,7 @@ def knn_radii(points: Tensor, k: int, chunk: int = CHUNK) -> Tensor:
         raise ValueError(f"k must be in [1, {n - 1}] for {n} points, got {k}")
     x = points.to(torch.float64)
     radii = [
-        torch.cdist(x[i : i + chunk], x).kthvalue(k + 1, dim=1).values  # +1: the point itself
+        distances(x[i : i + chunk], x).kthvalue(k + 1, dim=1).values  # +1: the point itself
         for i in range(0, n, chunk)
     ]
     return torch.cat(radii)
@@ -44,7 +61,7 @@ def inside_manifold(queries: Tensor, points: Tensor, radii: Tensor, chunk: int =
     """For each row of ``queries``: is it within ``radii[j]`` of some ``points[j]``?"""
     q, p = queries.to(torch.float64), points.to(torch.float64)
     inside = [
-        (torch.cdist(q[i : i + chunk], p) <= radii.unsqueeze(0)).any(dim=1)
+        (distances(q[i : i + chunk], p) <= radii.unsqueeze(0)).any(dim=1)
         for i in range(0, q.shape[0], chunk)
     ]
     return torch.cat(inside)
