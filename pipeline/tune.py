@@ -328,7 +328,6 @@ class Tuner:
 
         study = self.open_study()
         self.parent = self.attach_parent(study)
-        dead_trials.fail_dead_trials(study, self.retry_dead)
         if self.options.n_jobs > 1:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.options.n_jobs))
         self.echo(
@@ -337,6 +336,7 @@ class Tuner:
             f"sampler {self.options.sampler}, pruner {self.options.pruner}"
             + (f"; MLflow parent run {self.parent.run_id}" if self.parent else "")
         )
+        dead_trials.fail_dead_trials(study, self.retry_dead)
         start = time.perf_counter()
         status = "FINISHED"
         try:
