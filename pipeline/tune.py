@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from pipeline import dead_trials
 from pipeline.config import apply_overrides, load_yaml, validate
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.registry import PluginRuntimeError, Registry
@@ -73,7 +74,7 @@ def open_storage(storage: str | None, tracking: TrackingSettings | None):
     if storage.startswith("redis://"):
         return optuna.storages.JournalStorage(JournalRedisBackend(storage)), storage
     if "://" in storage:
-        return optuna.storages.RDBStorage(storage, heartbeat_interval=60), storage
+        return optuna.storages.RDBStorage(storage, **dead_trials.RDB_HEARTBEAT), storage
     Path(storage).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(storage)), storage
 
@@ -151,6 +152,7 @@ class Tuner:
         )
         self._lock = threading.Lock()
         self.parent: RunTracker | None = None
+        self.retry_dead = dead_trials.RetryDeadTrial(tracking, echo)
 
     # -- study and parent run --------------------------------------------------------
     def open_study(self):
@@ -235,6 +237,8 @@ class Tuner:
     def objective(self, trial) -> float:
         import optuna
 
+        dead_trials.mark_worker(trial)
+        retry_of = trial.user_attrs.get(dead_trials.RETRY_OF_ATTR)
         values = self.space.suggest(trial)
         exp = validate(self.space.apply(values), self.registry)
         metric = self.space.metric
@@ -263,7 +267,8 @@ class Tuner:
                     "optuna.study_name": self.study_name,
                     "optuna.trial_number": str(trial.number),
                     "optuna.params": json.dumps(values),
-                },
+                }
+                | ({} if retry_of is None else {"optuna.retry_of": str(retry_of)}),
                 extra_params={f"trial.{k}": v for k, v in values.items()}
                 | {"trial.number": trial.number},
                 status_for=lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else None,
@@ -292,6 +297,7 @@ class Tuner:
             if self.parent is not None and best is not None:
                 self._record_best(best, trial.number)
             self.echo(_trial_line(trial, self.space.metric))
+        dead_trials.fail_dead_trials(study, self.retry_dead)  # a sibling's, on this host
 
     def _record_best(self, best, step: int) -> None:
         """Best value as a metric, best params as ``best.param.<key>`` tags (stale ones of a
@@ -330,6 +336,7 @@ class Tuner:
             f"sampler {self.options.sampler}, pruner {self.options.pruner}"
             + (f"; MLflow parent run {self.parent.run_id}" if self.parent else "")
         )
+        dead_trials.fail_dead_trials(study, self.retry_dead)
         start = time.perf_counter()
         status = "FINISHED"
         try:
@@ -401,9 +408,7 @@ def _trial_line(trial, metric: str) -> str:
 def summary(study, metric: str, wall: float) -> str:
     import optuna
 
-    counts: dict[str, int] = {}
-    for t in study.trials:
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    counts = dead_trials.state_counts(study)
     parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     best = _best_trial(study)
     line = f"{len(study.trials)} trials in the study ({parts}); this run took {wall:.0f} s"
@@ -496,14 +501,15 @@ def best_report(study_name: str, storage: str | None, tracking: TrackingSettings
             "study", f"no study {study_name!r} in {url}; studies: {', '.join(names) or 'none'}"
         ) from None
     best = _best_trial(study)
+    counts = dead_trials.state_counts(study)  # a dead worker's trial is DEAD, not RUNNING
     report: dict[str, Any] = {
         "study": study_name,
         "storage": url,
         "direction": study.direction.name.lower(),
         "objective": study.user_attrs.get("objective_metric"),
         "trials": {
-            s: sum(t.state.name == s for t in study.trials)
-            for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+            s: counts.get(s, 0)
+            for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING", "DEAD")
         },
         "parent_run_id": study.user_attrs.get(PARENT_ATTR),
     }
