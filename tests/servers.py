@@ -23,7 +23,8 @@ def _unavailable(what: str, exc: BaseException) -> None:
     pytest.skip(message)
 
 
-def _admin():
+def connect(dbname: str = "test"):
+    """An autocommit connection to ``dbname`` as ``postgres``."""
     try:
         import psycopg
 
@@ -31,7 +32,7 @@ def _admin():
             host=PG_HOST,
             port=PG_PORT,
             user="postgres",
-            dbname="test",
+            dbname=dbname,
             connect_timeout=3,
             autocommit=True,
         )
@@ -40,7 +41,7 @@ def _admin():
 
 
 def database_exists(name: str) -> bool:
-    with _admin() as admin:
+    with connect() as admin:
         return (
             admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             is not None
@@ -58,12 +59,12 @@ def unused_database_name(prefix: str = "gp_test") -> str:
 def fresh_database(prefix: str = "gp_test") -> Iterator[str]:
     """A new, empty PostgreSQL database, dropped afterwards (its connections ended)."""
     name = unused_database_name(prefix)
-    with _admin() as admin:
+    with connect() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield name
     finally:
-        with _admin() as admin:
+        with connect() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -17,13 +17,12 @@ import urllib.request
 from pathlib import Path
 
 import optuna
-import psycopg
 import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import EXPERIMENTS
-from tests.servers import PG_HOST, PG_PORT, fresh_database
+from tests.servers import PG_HOST, PG_PORT, connect, fresh_database
 
 SECRET = "SeCrEt123"
 TINY = [
@@ -52,9 +51,7 @@ def overrides() -> list[str]:
 
 def text_columns_holding(database: str, needle: str) -> list[str]:
     """Every ``table.column`` of text type in ``database`` whose value contains ``needle``."""
-    with psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user="postgres", dbname=database, autocommit=True
-    ) as db:
+    with connect(database) as db:
         columns = db.execute(
             "SELECT table_name, column_name FROM information_schema.columns "
             "WHERE table_schema = 'public' AND data_type IN ('text', 'character varying')"

@@ -213,17 +213,17 @@ def test_an_unwritable_artifact_location_is_refused_before_the_run(command, wher
     assert sorted(p.name for p in empty_cwd.iterdir()) == before
 
 
-def test_the_existing_experiments_artifact_location_is_the_one_checked(empty_cwd):
+def test_the_existing_experiments_artifact_location_is_the_one_checked(shared_store, empty_cwd):
     """MLflow writes where the experiment was created to write, whatever mlflow.yaml says now."""
-    uri = f"sqlite:///{empty_cwd}/mlflow.db"
-    client = MlflowClient(uri)
-    client.create_experiment("wgan_gp_grid25", artifact_location="file:///proc/gp-artifacts")
-    experiment = client.get_experiment_by_name("wgan_gp_grid25")
+    name = f"unwritable_{uuid.uuid4().hex[:8]}"
+    client = MlflowClient(shared_store.tracking_uri)
+    experiment_id = client.create_experiment(name, artifact_location="file:///proc/gp-artifacts")
     for command in (train, tune):
-        result = command("--tracking-uri", uri)
-        refused(result, "artifact_location", "where experiment 'wgan_gp_grid25' keeps its")
-        assert client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL) == []
-        assert sorted(p.name for p in empty_cwd.iterdir()) == ["mlflow.db"]
+        result = command("--tracking-uri", shared_store.tracking_uri, "--experiment-name", name)
+        refused(result, "artifact_location", f"where experiment '{name}' keeps its artifacts")
+        assert client.search_runs([experiment_id], run_view_type=ViewType.ALL) == []
+        assert list(empty_cwd.iterdir()) == []
+        assert not (Path(shared_store.artifact_location).parent / "optuna.journal").exists()
 
 
 # -- working shared storages --------------------------------------------------------------
