@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 import warnings
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -103,7 +104,7 @@ class StorageLocation:
                     )
                 raise self.error(f"{str(path)!r} does not exist")
             parent = path.parent
-            if not parent.is_dir():
+            if not parent.is_dir() and not self.default:  # open() makes the default's folder
                 state = "is not a folder" if parent.exists() else "does not exist"
                 raise self.error(f"the folder {str(parent)!r} of {str(path)!r} {state}")
 
@@ -140,9 +141,9 @@ class StorageLocation:
         self._check_file_path(path, "an SQLite database", must_exist)
         if path.is_file():  # read-only: opening it this way creates nothing
             try:
-                with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+                uri = f"{path.resolve().as_uri()}?mode=ro"
+                with closing(sqlite3.connect(uri, uri=True)) as db:
                     db.execute("PRAGMA schema_version")
-                db.close()
             except sqlite3.Error as exc:
                 raise self.error(f"{str(path)!r} is not a usable SQLite database: {exc}") from None
 
