@@ -11,6 +11,7 @@ import sys
 import click
 
 from pipeline.errors import PipelineError
+from pipeline.urls import mask_url
 
 # MLflow telemetry stays off unless the user turned it on (see pipeline.tracking).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -136,6 +137,9 @@ def train(
     tracking = TrackingSettings.load(
         mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name
     )
+    from pipeline.storage import check_artifact_location
+
+    check_artifact_location(tracking, tracking.experiment_name or exp.name)
     state = None
     extra_tags = {}
     if resume is not None:
@@ -158,7 +162,7 @@ def train(
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
     click.echo(f"finished {result.steps} steps in {result.wall_time_s:.1f} s: {metrics}")
     click.echo(
-        f"MLflow run {result.run_id} in {tracking.tracking_uri} "
+        f"MLflow run {result.run_id} in {mask_url(tracking.tracking_uri)} "
         f"(experiment {tracking.experiment_name or exp.name!r}); browse with: pipeline ui"
     )
 
@@ -380,24 +384,17 @@ def ui(name, port, host, no_browser, tracking_uri, mlflow_config, experiment_nam
     if experiment_id is not None:
         url += f"#/experiments/{experiment_id}/runs"
     elif name:
-        raise PipelineError(f"no MLflow experiment named {name!r} in {tracking.tracking_uri}")
-    click.echo(f"MLflow UI on {url}  (store: {tracking.tracking_uri}; Ctrl-C to stop)")
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        tracking.tracking_uri,
-        "--default-artifact-root",
-        tracking.artifact_uri(),
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
+        raise PipelineError(
+            f"no MLflow experiment named {name!r} in {mask_url(tracking.tracking_uri)}"
+        )
+    click.echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}; Ctrl-C to stop)")
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # the stores go by environment (the options' envvars), not argv: a password in the
+    # URI would be in every user's `ps` (/proc/PID/cmdline); a process's environment is not
+    env["MLFLOW_BACKEND_STORE_URI"] = tracking.tracking_uri
+    env["MLFLOW_DEFAULT_ARTIFACT_ROOT"] = tracking.artifact_uri()
     # the server and its workers get a process group of their own, stopped as a whole on
     # Ctrl-C or SIGTERM, so no orphaned server keeps the port
     server = subprocess.Popen(cmd, env=env, start_new_session=True)

@@ -34,8 +34,15 @@ from pipeline.config import apply_overrides, load_yaml, validate
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.registry import PluginRuntimeError, Registry
 from pipeline.search_space import SearchSpace, build_search_space
+from pipeline.storage import (
+    check_artifact_location,
+    default_storage_path,  # noqa: F401  (re-exported: it lived here)
+    open_storage,
+    parse_storage,
+)
 from pipeline.tracking import RunTracker, TrackingSettings, client_for
 from pipeline.train import resolve_device, run_training
+from pipeline.urls import mask_url
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
@@ -53,30 +60,6 @@ class TuneOptions:
     seed: int | None = None
     device: str | None = None
     n_jobs: int = 1
-
-
-def default_storage_path(tracking: TrackingSettings | None) -> Path:
-    """``optuna.journal`` beside the MLflow SQLite file, else in the current directory."""
-    if tracking and tracking.tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking.tracking_uri.removeprefix("sqlite:///"))
-        return db.parent / "optuna.journal"
-    return Path("optuna.journal")
-
-
-def open_storage(storage: str | None, tracking: TrackingSettings | None):
-    """An Optuna storage for a URL (``sqlite://``, ``postgresql://``, ``redis://``…) or a
-    journal file path; ``None`` is the embedded journal file."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
-
-    if storage is None:
-        storage = str(default_storage_path(tracking))
-    if storage.startswith("redis://"):
-        return optuna.storages.JournalStorage(JournalRedisBackend(storage)), storage
-    if "://" in storage:
-        return optuna.storages.RDBStorage(storage, **dead_trials.RDB_HEARTBEAT), storage
-    Path(storage).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(storage)), storage
 
 
 def make_sampler(name: str, seed: int | None, space: SearchSpace):
@@ -141,6 +124,8 @@ class Tuner:
             raise ConfigError("--n-trials", f"must be ≥ 1 (got {options.n_trials})")
         if options.n_jobs < 1:
             raise ConfigError("--n-jobs", f"must be ≥ 1 (got {options.n_jobs})")
+        if options.timeout is not None and not options.timeout > 0:
+            raise ConfigError("--timeout", f"must be > 0 seconds (got {options.timeout})")
         train = self.base_experiment.train
         self.sampler = make_sampler(options.sampler, options.seed, self.space)
         self.pruner = make_pruner(options.pruner, train.steps, train.eval_every)
@@ -159,7 +144,12 @@ class Tuner:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage, self.storage_url = open_storage(self.options.storage, self.tracking)
+        # refuse a bad storage or artifact location before either creates anything
+        location = parse_storage(self.options.storage, self.tracking)
+        location.check()
+        if self.tracking is not None:
+            check_artifact_location(self.tracking, self.experiment_name)
+        storage, self.storage_url = location.open(), location.url
         study = optuna.create_study(
             study_name=self.study_name,
             storage=storage,
@@ -214,7 +204,7 @@ class Tuner:
             run_name=f"study {self.study_name}",
             tags={
                 "optuna.study_name": self.study_name,
-                "optuna.storage": self.storage_url,
+                "optuna.storage": mask_url(self.storage_url),
                 "optuna.direction": self.space.direction,
                 "optuna.objective": self.space.metric,
                 "pipeline.role": "study",
@@ -331,7 +321,8 @@ class Tuner:
         if self.options.n_jobs > 1:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.options.n_jobs))
         self.echo(
-            f"study {self.study_name!r} ({len(study.trials)} trials so far) in {self.storage_url}; "
+            f"study {self.study_name!r} ({len(study.trials)} trials so far) "
+            f"in {mask_url(self.storage_url)}; "
             f"objective: {self.space.direction} {self.space.metric}; "
             f"sampler {self.options.sampler}, pruner {self.options.pruner}"
             + (f"; MLflow parent run {self.parent.run_id}" if self.parent else "")
@@ -490,9 +481,8 @@ def best_report(study_name: str, storage: str | None, tracking: TrackingSettings
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    store, url = open_storage(storage, tracking)
-    if storage is None and not Path(url).exists():
-        raise ConfigError("study", f"no study storage at {url}; run `pipeline tune` first")
+    store, url = open_storage(storage, tracking, must_exist=True)
+    url = mask_url(url)
     try:
         study = optuna.load_study(study_name=study_name, storage=store)
     except KeyError:

@@ -1,0 +1,50 @@
+"""Passwords out of sight: URLs shown with ``***`` in place of their secrets.
+
+A storage or tracking URL may carry a password (``postgresql://user:pw@host/db``,
+``redis://:pw@host``, ``?password=pw``). Whatever the pipeline prints, tags or raises
+shows :func:`mask_url` of it, and an error text from a driver goes through :func:`scrub`.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+#: ``scheme://user:password@`` with the password as SQLAlchemy reads it (``[^@]*``: up to
+#: the first ``@``, so an unencoded ``/`` in a password is still hidden); any number of
+#: slashes, so a mistyped ``postgresql:/user:password@host`` is masked too
+_USERINFO = re.compile(r"^(?P<head>[A-Za-z][\w+.-]*:/*[^:/@]*:)(?P<secret>[^@]*)(?=@)")
+
+#: query parameters that carry a secret (libpq's ``password``, redis-py's ``password``, …)
+_SECRET_QUERY = re.compile(
+    r"(?P<head>[?&](?:password|passwd|pwd|token|secret|api_key|access_key|secret_key)=)"
+    r"(?P<secret>[^&#]*)",
+    re.IGNORECASE,
+)
+
+MASK = "***"
+
+
+def secrets_in(url: str) -> list[str]:
+    """The secrets in ``url`` as written and percent-decoded (longest first)."""
+    found = [m.group("secret") for m in _USERINFO.finditer(url)]
+    found += [m.group("secret") for m in _SECRET_QUERY.finditer(url)]
+    values = {s for s in found if s} | {unquote(s) for s in found if s}
+    return sorted(values, key=len, reverse=True)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password and secret query values shown as ``***``:
+    ``postgresql://postgres:***@127.0.0.1/test``. A URL without secrets is unchanged."""
+    url = _USERINFO.sub(lambda m: m.group("head") + MASK, url)
+    return _SECRET_QUERY.sub(lambda m: m.group("head") + MASK, url)
+
+
+def scrub(text: str, *urls: str | None) -> str:
+    """``text`` (an error message from a driver, say) with every secret of ``urls`` masked."""
+    for url in urls:
+        if not url:
+            continue
+        for secret in secrets_in(url):
+            text = text.replace(secret, MASK)
+    return text

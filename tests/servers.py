@@ -1,0 +1,81 @@
+"""The test machine's PostgreSQL and Redis (trust auth). CI must have them: with ``CI`` set a
+test that needs one fails when it is unreachable; elsewhere it skips, saying why."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_ADMIN = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _unavailable(what: str, exc: BaseException) -> None:
+    message = f"{what} is unreachable: {type(exc).__name__}: {exc}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI must provide it)")
+    pytest.skip(message)
+
+
+def connect(dbname: str = "test"):
+    """An autocommit connection to ``dbname`` as ``postgres``."""
+    try:
+        import psycopg
+
+        return psycopg.connect(
+            host=PG_HOST,
+            port=PG_PORT,
+            user="postgres",
+            dbname=dbname,
+            connect_timeout=3,
+            autocommit=True,
+        )
+    except Exception as exc:
+        _unavailable(f"PostgreSQL on {PG_HOST}:{PG_PORT}", exc)
+
+
+def database_exists(name: str) -> bool:
+    with connect() as admin:
+        return (
+            admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            is not None
+        )
+
+
+def unused_database_name(prefix: str = "gp_test") -> str:
+    """A database name no one has (checked)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    assert not database_exists(name)
+    return name
+
+
+@contextmanager
+def fresh_database(prefix: str = "gp_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards (its connections ended)."""
+    name = unused_database_name(prefix)
+    with connect() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with connect() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def require_redis() -> str:
+    """The Redis URL, after a PING."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
+        client.ping()
+        client.close()
+    except Exception as exc:
+        _unavailable(f"Redis at {REDIS_URL}", exc)
+    return REDIS_URL
