@@ -156,8 +156,19 @@ def train(
             resume_state=state,
             extra_tags=extra_tags,
         )
-    except KeyboardInterrupt:
-        click.echo("interrupted: run marked KILLED", err=True)
+    except KeyboardInterrupt as exc:
+        from pipeline.interrupt import TrainingInterrupted
+
+        if isinstance(exc, TrainingInterrupted) and exc.finished:
+            click.echo(f"{exc}: run {exc.run_id} FINISHED", err=True)
+        elif isinstance(exc, TrainingInterrupted) and exc.run_id:
+            click.echo(
+                f"{exc}: run {exc.run_id} marked KILLED; continue it with "
+                f"--resume runs:/{exc.run_id}",
+                err=True,
+            )
+        else:
+            click.echo("interrupted: run marked KILLED", err=True)
         sys.exit(130)
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
     click.echo(f"finished {result.steps} steps in {result.wall_time_s:.1f} s: {metrics}")
@@ -168,25 +179,39 @@ def train(
 
 
 def _load_resume(source: str, tracking) -> dict:
-    """A checkpoint from a file, or from ``runs:/<run_id>`` (its ``checkpoint/`` artifact)."""
+    """A checkpoint from a file, or from ``runs:/<run_id>`` (its ``checkpoint/`` artifact).
+
+    Loaded with ``torch.load(weights_only=True)`` (:func:`pipeline.checkpoint.load_checkpoint`):
+    a file that is not a checkpoint is bad input naming it, and nothing in it runs.
+    """
     import tempfile
 
-    from pipeline.checkpoint import load_checkpoint
+    from pipeline.checkpoint import CheckpointError, load_checkpoint
+    from pipeline.errors import ConfigError
     from pipeline.tracking import client_for
 
     if source.startswith("runs:/"):
         run_id = source.removeprefix("runs:/").strip("/")
+        # one file: MLflow's "Downloading artifacts" bar would only bury the error line
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 path = client_for(tracking).download_artifacts(
                     run_id, "checkpoint/checkpoint.pt", tmp
                 )
             except Exception as exc:
-                raise PipelineError(f"--resume: no checkpoint in run {run_id}: {exc}") from None
-            return load_checkpoint(path)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise ConfigError("--resume", f"no checkpoint in run {run_id}: {first}") from None
+            try:
+                return load_checkpoint(path, shown_as=f"{source} (checkpoint/checkpoint.pt)")
+            except CheckpointError as exc:
+                raise ConfigError("--resume", str(exc)) from None
     if not os.path.isfile(source):
-        raise PipelineError(f"--resume: checkpoint {source!r} does not exist")
-    return load_checkpoint(source)
+        raise ConfigError("--resume", f"checkpoint {source!r} does not exist")
+    try:
+        return load_checkpoint(source)
+    except CheckpointError as exc:
+        raise ConfigError("--resume", str(exc)) from None
 
 
 @main.command()

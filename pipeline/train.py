@@ -10,9 +10,7 @@ logging and no plugin lookup inside it.
 from __future__ import annotations
 
 import math
-import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,9 +24,16 @@ import yaml
 from torch import Tensor, nn
 
 from pipeline import plots
-from pipeline.checkpoint import restore_rng_states, rng_states, save_checkpoint
+from pipeline.checkpoint import (
+    FORMAT,
+    RunCheckpoints,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
 from pipeline.config import Experiment
 from pipeline.errors import ConfigError, NonFiniteLossError
+from pipeline.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from pipeline.registry import blame_plugins
 from pipeline.tracking import RunTracker, TrackingSettings
 from pipeline.types import Constraint, Dataset, Loss, Metric, ModelPair
@@ -100,6 +105,8 @@ class Trainer:
         self._unsent: list[tuple[str, float, int]] = []
         self._last_send = time.perf_counter()
         self.evaluations: list[tuple[int, dict[str, float]]] = []
+        #: set by a signal (see :func:`pipeline.interrupt.stop_on_signals`); read between steps
+        self.stop = StopRequest()
         self._build()
 
     # -- construction -------------------------------------------------------------
@@ -256,6 +263,7 @@ class Trainer:
         extras: list[tuple[int, dict[str, Tensor]]] = []
         final_metrics: dict[str, float] = {}
         samples: Tensor | None = None
+        checkpoints = RunCheckpoints(self.workdir, self.tracker)
         if self.write_artifacts:
             self._log_start()
         with (
@@ -263,6 +271,8 @@ class Trainer:
             self._metrics_sent_at_exit(),
         ):
             while self.step < cfg.steps:
+                if self.stop.requested:
+                    self._stop_here(checkpoints, buffer, buffer_steps, extras, bar)
                 measure = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
                 values, extra = self.train_step(measure)
                 buffer.append(values)
@@ -288,7 +298,13 @@ class Trainer:
                     if self.on_eval:
                         self.on_eval(self.step, final_metrics)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint(self.workdir / "checkpoint.pt")
+                    # the last step's checkpoint is the final one, written by _log_end
+                    # (untracked and without artifacts, nobody could read it)
+                    last = self.step == cfg.steps
+                    if (self.tracker or self.write_artifacts) and not (
+                        self.write_artifacts and last
+                    ):
+                        checkpoints.save(self.checkpoint_state())
         wall = time.perf_counter() - start
         assert samples is not None
         if self.write_artifacts:
@@ -301,6 +317,22 @@ class Trainer:
             evaluations=self.evaluations,
             history=self.history,
         )
+
+    def _stop_here(self, checkpoints: RunCheckpoints, buffer, buffer_steps, extras, bar) -> None:
+        """A stop was asked for: log the steps done so far and the checkpoint of this step
+        boundary (what ``--resume runs:/<id>`` continues from), then raise."""
+        assert self.stop.signum is not None
+        if buffer:
+            self._flush(buffer, buffer_steps, extras, bar)
+        self._send_metrics(force=True)
+        note = "; its checkpoint logged" if self.tracker else ""
+        if self.tracker or self.write_artifacts:
+            try:
+                checkpoints.save_and_log(self.checkpoint_state())
+            except Exception as exc:  # the run still ends KILLED, saying what was lost
+                note = f"; the checkpoint could not be logged: {type(exc).__name__}: {exc}"
+        run_id = self.tracker.run_id if self.tracker else None
+        raise TrainingInterrupted(self.stop.signum, self.step, run_id, note)
 
     def _flush(self, buffer, buffer_steps, extras, bar) -> None:
         """Move buffered values to the host at once, check them, log them in one batch."""
@@ -367,7 +399,9 @@ class Trainer:
         return True
 
     def checkpoint_state(self) -> dict[str, Any]:
+        """Tensors and plain values only: loads with ``torch.load(weights_only=True)``."""
         return {
+            "format": FORMAT,
             "step": self.step,
             "generator": self.generator.state_dict(),
             "critic": self.critic.state_dict(),
@@ -378,13 +412,23 @@ class Trainer:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue from a checkpoint: nets, optimizers, step and every RNG state."""
-        self.generator.load_state_dict(state["generator"])
-        self.critic.load_state_dict(state["critic"])
-        self.opt_g.load_state_dict(state["optimizer_generator"])
-        self.opt_d.load_state_dict(state["optimizer_critic"])
-        self.step = int(state["step"])
-        restore_rng_states(state["rng"], self.data_rng)
+        """Continue from a checkpoint: nets, optimizers, step and every RNG state.
+
+        A checkpoint that does not fit (shapes, a malformed RNG state) is bad input, named
+        as ``--resume``, not a failure of the model plugin whose ``load_state_dict`` said so.
+        """
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.critic.load_state_dict(state["critic"])
+            self.opt_g.load_state_dict(state["optimizer_generator"])
+            self.opt_d.load_state_dict(state["optimizer_critic"])
+            self.step = int(state["step"])
+            restore_rng_states(state["rng"], self.data_rng)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                "--resume", f"the checkpoint does not fit this experiment: {first}"
+            ) from exc
 
     def save_checkpoint(self, path: Path) -> Path:
         return save_checkpoint(path, self.checkpoint_state())
@@ -469,23 +513,6 @@ def run_tags(exp: Experiment, device: torch.device) -> dict[str, str]:
     return tags
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt (main thread only), so the run ends KILLED."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_training(
     exp: Experiment,
     *,
@@ -507,7 +534,10 @@ def run_training(
     run from its step, nets, optimizers and RNG states, as a new MLflow run.
 
     The run ends FINISHED on success, FAILED on an exception or a non-finite loss (the
-    reason as the ``failure_reason`` tag), KILLED on Ctrl-C or SIGTERM. ``status_for``
+    reason as the ``failure_reason`` tag), KILLED on Ctrl-C or SIGTERM: in the main
+    thread the first one stops the loop at the next step boundary, logs the checkpoint
+    of that step and raises :class:`TrainingInterrupted`; a second one stops at once
+    (``KeyboardInterrupt``). ``status_for``
     lets a caller map its own exceptions (a pruned trial) to a status.
     """
     # an exception from plugin code becomes a PluginRuntimeError naming the plugin
@@ -540,11 +570,13 @@ def run_training(
                 on_run_started(tracker.run_id)
             tracker.log_params(exp.flat_params() | (extra_params or {}))
         try:
-            with _sigterm_as_interrupt(), blame_plugins(used):
+            with stop_on_signals(trainer.stop), blame_plugins(used):
                 result = trainer.run()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            # TrainingInterrupted: stopped at a step boundary, its checkpoint logged
             if tracker:
-                tracker.finish("KILLED", "interrupted (Ctrl-C or SIGTERM)")
+                reason = str(exc) if isinstance(exc, TrainingInterrupted) else None
+                tracker.finish("KILLED", reason or "interrupted (Ctrl-C or SIGTERM)")
             raise
         except BaseException as exc:
             if tracker:
@@ -556,6 +588,13 @@ def run_training(
             raise
         if tracker:
             tracker.finish("FINISHED")
+        if trainer.stop.requested:
+            # the signal came while the finished run logged its last files: the run is
+            # complete, and the caller (a tune between trials) still hears the signal
+            assert trainer.stop.signum is not None
+            raise TrainingInterrupted(
+                trainer.stop.signum, trainer.step, result.run_id, finished=True
+            )
         return result
 
 

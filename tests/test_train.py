@@ -64,7 +64,7 @@ def test_spectral_norm_wraps_the_critic_and_reports_sigma(registry, tmp_path):
     result = trainer.run()
     sigmas = [k for k in result.history if k.startswith("sigma/")]
     assert len(sigmas) == 4  # three hidden layers and the output layer
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert any(k.endswith("_u") for k in state["critic"])
 
 
