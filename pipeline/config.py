@@ -63,7 +63,8 @@ class TrainSettings(BaseModel):
     #: send buffered per-step metrics to the tracker every this many generator steps;
     #: gradient norms and σ estimates are measured on these steps
     log_every: int = Field(25, ge=1)
-    #: write a checkpoint every this many steps (0: only the final one)
+    #: log the checkpoint to the run every this many steps, the latest replacing the
+    #: previous (0: only the final one; an interrupted run logs its own either way)
     checkpoint_every: int = Field(0, ge=0)
     #: auto (CUDA when present), cpu, cuda or cuda:N
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
