@@ -127,12 +127,13 @@ def train(
     from pipeline.config import load_experiment
     from pipeline.registry import default_registry
     from pipeline.tracking import TrackingSettings
-    from pipeline.train import resolve_device, run_training
 
     registry = default_registry()
     if device is not None:
         overrides = (*overrides, f"train.device={device}")
     exp = load_experiment(experiment_file, overrides, registry=registry)
+    from pipeline.train import resolve_device, run_training  # torch: only for a valid file
+
     resolve_device(exp.train.device)  # a bad device is bad input: fail before any run exists
     tracking = TrackingSettings.load(
         mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name

@@ -226,22 +226,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _validate_metrics(
-    entries: Any, dataset: Any, dataset_name: str, registry: Registry
-) -> tuple[list[PluginInfo], dict[str, Settings], list[Any]]:
-    """``metrics:`` is a list of names or ``{name: …, <setting>: …}`` mappings; by default
-    every metric that applies to the dataset, with its default settings."""
-    if entries is None:
-        entries = [
-            n
-            for n in registry.names("metric")
-            if registry.get("metric", n).cls().applies_to(dataset)
-        ]
+def _metric_choices(entries: Any, registry: Registry) -> list[tuple[PluginInfo, Settings, bool]]:
+    """``metrics:`` is a list of names or ``{name: …, <setting>: …}`` mappings: each metric
+    with its validated settings and whether the entry set any. Needs no data, so a bad
+    metric is refused before the dataset loads."""
     if not isinstance(entries, list):
         raise ConfigError("metrics", "must be a list of metric names or {name: …} mappings")
-    infos: list[PluginInfo] = []
-    settings: dict[str, Settings] = {}
-    resolved: list[Any] = []
+    choices: list[tuple[PluginInfo, Settings, bool]] = []
     for entry in entries:
         if isinstance(entry, str):
             name, values = entry, {}
@@ -257,13 +248,37 @@ def _validate_metrics(
             chosen = info.cls.Settings.model_validate(values)
         except ValidationError as exc:
             raise _pydantic_error(f"metrics.{name}", exc, info.cls.Settings) from None
+        choices.append((info, chosen, bool(values)))
+    return choices
+
+
+def _validate_metrics(
+    choices: list[tuple[PluginInfo, Settings, bool]] | None,
+    dataset: Any,
+    dataset_name: str,
+    registry: Registry,
+) -> tuple[list[PluginInfo], dict[str, Settings], list[Any]]:
+    """The chosen metrics (:func:`_metric_choices`), each of which must apply to the
+    dataset; ``None``: every metric that applies to it, with its default settings."""
+    if choices is None:
+        names = [
+            n
+            for n in registry.names("metric")
+            if registry.get("metric", n).cls().applies_to(dataset)
+        ]
+        choices = _metric_choices(names, registry)
+    infos: list[PluginInfo] = []
+    settings: dict[str, Settings] = {}
+    resolved: list[Any] = []
+    for info, chosen, explicit in choices:
+        name = info.name
         if not info.cls(chosen).applies_to(dataset):
             raise ConfigError(
                 "metrics", f"metric {name!r} does not apply to dataset {dataset_name!r}"
             )
         infos.append(info)
         settings[name] = chosen
-        resolved.append({"name": name, **_jsonable(chosen.model_dump())} if values else name)
+        resolved.append({"name": name, **_jsonable(chosen.model_dump())} if explicit else name)
     return infos, settings, resolved
 
 
@@ -292,6 +307,13 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
         section: _validate_plugin_section(data, section, kind, registry)
         for section, kind in PLUGIN_SECTIONS
     }
+    metric_choices = (
+        None if data.get("metrics") is None else _metric_choices(data["metrics"], registry)
+    )
+    tune = data.get("tune") or {}
+    if not isinstance(tune, dict):
+        raise ConfigError("tune", "must be a mapping")
+    # only now the data (and torch): everything above is refused without loading them
     try:
         dataset = plugins["dataset"].instantiate()
     except ConfigError:
@@ -302,12 +324,8 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
             "dataset", f"{info.name!r} ({info.origin}) could not load its data: {exc}"
         ) from None
     metrics, metric_settings, metric_entries = _validate_metrics(
-        data.get("metrics"), dataset, plugins["dataset"].info.name, registry
+        metric_choices, dataset, plugins["dataset"].info.name, registry
     )
-
-    tune = data.get("tune") or {}
-    if not isinstance(tune, dict):
-        raise ConfigError("tune", "must be a mapping")
 
     resolved: dict[str, Any] = {"name": name}
     if data.get("description"):

@@ -22,10 +22,12 @@ The base classes each kind must subclass are in :mod:`pipeline.types`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 
-from pipeline.types import Constraint, Dataset, Loss, Metric, Model, Optimizer
+if TYPE_CHECKING:  # `import pipeline` (the CLI's --help) stays free of pydantic and torch
+    from pipeline.types import Constraint, Dataset, Loss, Metric, Model, Optimizer
 
 PROJECT = "gan_pipeline"
 #: the entry-point group third-party packages (and the built-ins) register under

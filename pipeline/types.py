@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict
-from torch import Tensor, nn
+
+if TYPE_CHECKING:  # torch only in annotations: reading an experiment file needs no torch
+    import torch
+    from torch import Tensor, nn
 
 Kind = Literal["loss", "constraint", "optimizer", "dataset", "model", "metric"]
 KINDS: tuple[Kind, ...] = ("loss", "constraint", "optimizer", "dataset", "model", "metric")

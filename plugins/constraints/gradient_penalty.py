@@ -18,13 +18,15 @@ non-batch dimensions, so the same code serves 2-D points ``(n, 2)`` and images
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
-from torch import Tensor, nn
 
 from pipeline import hookimpl
 from pipeline.types import Constraint, Settings
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 
 class GradientPenaltySettings(Settings):
@@ -51,6 +53,8 @@ def interpolate(real: Tensor, fake: Tensor) -> Tensor:
     global RNG on the inputs' device so a seed reproduces it. The result is a fresh
     leaf that requires grad; no gradient flows back to the generator.
     """
+    import torch
+
     if real.shape != fake.shape:
         raise ValueError(
             f"real and fake batches must have the same shape, got "
@@ -64,6 +68,8 @@ def interpolate(real: Tensor, fake: Tensor) -> Tensor:
 
 def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
     """Unweighted two-sided penalty ``mean((‖∇_x̂ D(x̂)‖₂ - 1)²)`` on interpolates."""
+    import torch
+
     x_hat = interpolate(real, fake)
     scores = critic(x_hat)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)

@@ -15,25 +15,25 @@ in, and restored from, the critic's ``state_dict``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
-from torch import Tensor, nn
-from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import spectral_norm
 
 from pipeline import hookimpl
 from pipeline.types import Constraint, Settings
 
-#: layer types whose ``weight`` gets normalized
-NORMALIZED_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+#: layer types (in ``torch.nn``) whose ``weight`` gets normalized
+NORMALIZED_LAYERS: tuple[str, ...] = (
+    "Linear",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
 )
 
 
@@ -60,10 +60,14 @@ def apply_spectral_norm(critic: nn.Module, n_power_iterations: int = 1) -> nn.Mo
     Layers already spectrally normalized are left alone, so wrapping twice is harmless.
     Returns ``critic``.
     """
+    from torch import nn
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    normalized = tuple(getattr(nn, layer) for layer in NORMALIZED_LAYERS)
     layers = [
         module
         for module in critic.modules()
-        if isinstance(module, NORMALIZED_LAYERS) and not _spectral_parametrizations(module)
+        if isinstance(module, normalized) and not _spectral_parametrizations(module)
     ]
     for module in layers:
         spectral_norm(module, n_power_iterations=n_power_iterations)
@@ -77,6 +81,8 @@ def sigma_estimates(critic: nn.Module) -> dict[str, Tensor]:
     matrix the way the parametrization does it. Reads the stored ``u`` and ``v`` only: no
     power iteration is run and no buffer changes. Keys are the layers' module paths.
     """
+    import torch
+
     sigmas: dict[str, Tensor] = {}
     with torch.no_grad():
         for path, module in critic.named_modules():
@@ -89,6 +95,9 @@ def sigma_estimates(critic: nn.Module) -> dict[str, Tensor]:
 
 def _spectral_parametrizations(module: nn.Module) -> list[nn.Module]:
     """The spectral-norm parametrizations of ``module.weight``: those with ``_u``/``_v``."""
+    from torch import Tensor
+    from torch.nn.utils import parametrize
+
     if not parametrize.is_parametrized(module, "weight"):
         return []
     return [

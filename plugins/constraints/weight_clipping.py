@@ -9,13 +9,15 @@ calls this "a clearly terrible way to enforce a Lipschitz constraint" (§3): too
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from pipeline import hookimpl
 from pipeline.types import Constraint, Settings
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class WeightClippingSettings(Settings):
@@ -34,6 +36,8 @@ class WeightClipping(Constraint):
 
 def clip_parameters(module: nn.Module, clip: float) -> None:
     """Clamp every parameter of ``module`` in place to ``[-clip, clip]``."""
+    import torch
+
     with torch.no_grad():
         for param in module.parameters():
             param.clamp_(-clip, clip)

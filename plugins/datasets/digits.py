@@ -22,13 +22,14 @@ distribution, not a test of transfer across parts of the file. ``images``/``labe
 
 from __future__ import annotations
 
-import torch
-from sklearn.datasets import load_digits
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Settings
-from pipeline_plugins.datasets.mixture import sample_rows
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 #: share of the images held out for the feature classifier, and the seed that picks them
 HELDOUT_FRACTION = 0.2
@@ -45,6 +46,9 @@ class Digits(Dataset):
     Settings = DigitsSettings
 
     def __init__(self, settings: DigitsSettings | None = None) -> None:
+        import torch
+        from sklearn.datasets import load_digits
+
         super().__init__(settings)
         bunch = load_digits()
         pixels = torch.from_numpy(bunch.data).to(torch.float32)  # (1797, 64), 0..16
@@ -62,6 +66,8 @@ class Digits(Dataset):
         self.std = None
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        from pipeline_plugins.datasets.mixture import sample_rows
+
         return sample_rows(self.images, n, generator)
 
 

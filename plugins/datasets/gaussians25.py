@@ -11,12 +11,14 @@ Not the PacGAN grid: use ``grid25`` for the VEEGAN/PacGAN numbers.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Settings
-from pipeline_plugins.datasets.mixture import sample_rows
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 class Gaussians25Settings(Settings):
@@ -36,6 +38,8 @@ class Gaussians25(Dataset):
     Settings = Gaussians25Settings
 
     def __init__(self, settings: Gaussians25Settings | None = None) -> None:
+        import torch
+
         super().__init__(settings)
         s = self.settings
         axis = 2.0 * torch.arange(-2, 3, dtype=torch.float64)
@@ -52,6 +56,8 @@ class Gaussians25(Dataset):
         self.std = float(s.noise / s.divisor)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        from pipeline_plugins.datasets.mixture import sample_rows
+
         return sample_rows(self.pool, n, generator)
 
 

@@ -12,13 +12,14 @@ for the VEEGAN/PacGAN numbers.
 from __future__ import annotations
 
 import math
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Settings
-from pipeline_plugins.datasets.mixture import sample_mixture
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 _R = 1.0 / math.sqrt(2.0)
 #: gan_toy.py's centre list, in its order, before scaling
@@ -49,6 +50,8 @@ class Gaussians8(Dataset):
     Settings = Gaussians8Settings
 
     def __init__(self, settings: Gaussians8Settings | None = None) -> None:
+        import torch
+
         super().__init__(settings)
         s = self.settings
         centers = torch.tensor(UNIT_CENTERS, dtype=torch.float64) * s.scale / s.divisor
@@ -57,6 +60,8 @@ class Gaussians8(Dataset):
         self.std = float(s.noise / s.divisor)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        from pipeline_plugins.datasets.mixture import sample_mixture
+
         return sample_mixture(self.centers, self.std, n, generator)
 
 

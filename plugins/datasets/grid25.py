@@ -8,12 +8,14 @@ uniformly per sample.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Settings
-from pipeline_plugins.datasets.mixture import sample_mixture
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 class Grid25Settings(Settings):
@@ -29,6 +31,8 @@ class Grid25(Dataset):
     Settings = Grid25Settings
 
     def __init__(self, settings: Grid25Settings | None = None) -> None:
+        import torch
+
         super().__init__(settings)
         s = self.settings
         axis = s.spacing * torch.arange(-2, 3, dtype=torch.float64)
@@ -38,6 +42,8 @@ class Grid25(Dataset):
         self.std = float(s.std)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        from pipeline_plugins.datasets.mixture import sample_mixture
+
         return sample_mixture(self.centers, self.std, n, generator)
 
 

@@ -22,26 +22,25 @@ import gzip
 import math
 import os
 from pathlib import Path
-from typing import ClassVar
-
-import numpy as np
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.errors import ConfigError
 from pipeline.types import Dataset, Settings
-from pipeline_plugins.datasets.mixture import sample_rows
 
-#: IDX element type code → numpy dtype (big-endian, as stored)
-IDX_DTYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import Tensor
+
+#: IDX element type code → numpy dtype string (big-endian, as stored)
+IDX_DTYPES: dict[int, str] = {
+    0x08: "u1",
+    0x09: "i1",
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
 }
-_CODE_OF = {dtype.newbyteorder("="): code for code, dtype in IDX_DTYPES.items()}
 
 #: the file names of the MNIST distribution (Fashion-MNIST uses the same ones)
 TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -61,6 +60,8 @@ class DatasetFilesMissing(ConfigError, FileNotFoundError):
 
 def read_idx(path: str | Path) -> np.ndarray:
     """The array stored in an IDX file (plain or gzip), in native byte order."""
+    import numpy as np
+
     path = Path(path)
     raw = path.read_bytes()
     if raw[:2] == _GZIP_MAGIC:
@@ -70,7 +71,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"{path}: not an IDX file (magic {raw[:4].hex() or 'missing'}; expected 00 00, "
             f"a type code in {sorted(f'{c:#04x}' for c in IDX_DTYPES)} and a dimension count)"
         )
-    dtype, ndim = IDX_DTYPES[raw[2]], raw[3]
+    dtype, ndim = np.dtype(IDX_DTYPES[raw[2]]), raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise ValueError(f"{path}: IDX header cut short ({len(raw)} bytes for {ndim} dimensions)")
@@ -87,12 +88,15 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def write_idx(path: str | Path, array: np.ndarray) -> Path:
     """Write ``array`` as an IDX file, gzip-compressed when ``path`` ends in ``.gz``."""
+    import numpy as np
+
+    code_of = {np.dtype(dtype).newbyteorder("="): code for code, dtype in IDX_DTYPES.items()}
     path = Path(path)
     array = np.ascontiguousarray(array)
     native = array.dtype.newbyteorder("=")
-    if native not in _CODE_OF:
+    if native not in code_of:
         raise ValueError(f"IDX cannot store dtype {array.dtype}")
-    code = _CODE_OF[native]
+    code = code_of[native]
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     raw = header + array.astype(IDX_DTYPES[code]).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +120,9 @@ def find_idx(root: Path, stem: str) -> Path | None:
 
 
 def _images_and_labels(images_path: Path, labels_path: Path) -> tuple[Tensor, Tensor]:
+    import numpy as np
+    import torch
+
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
@@ -211,4 +218,6 @@ class IdxFolderDataset(Dataset):
         self.std = None
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        from pipeline_plugins.datasets.mixture import sample_rows
+
         return sample_rows(self.images, n, generator)

@@ -23,18 +23,19 @@ the labelled images itself. ``sample`` draws images uniformly with replacement.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from PIL import Image
 from pydantic import Field
-from torch import Tensor
 
 from pipeline import hookimpl
 from pipeline.errors import ConfigError
 from pipeline.types import Dataset, Settings
 from pipeline_plugins.datasets.idx import DatasetFilesMissing
-from pipeline_plugins.datasets.mixture import sample_rows
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import Tensor
 
 #: file endings read as images (lower-cased before comparison)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -54,6 +55,9 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _load(path: Path, mode: str, size: int | None) -> np.ndarray:
+    import numpy as np
+    from PIL import Image
+
     try:
         with Image.open(path) as opened:
             image = opened.convert(mode)
@@ -113,6 +117,9 @@ class ImageFolder(Dataset):
                     f"{path} is {array.shape[1]}×{array.shape[0]} but {files[0][0]} is "
                     f"{first[1]}×{first[0]}: set 'size' to resize every image to one square",
                 )
+        import numpy as np  # only now: a missing folder is refused without them
+        import torch
+
         pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(torch.float32)
         self.root = root
         self.files = [p for p, _ in files]
@@ -127,6 +134,8 @@ class ImageFolder(Dataset):
         self.std = None
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        from pipeline_plugins.datasets.mixture import sample_rows
+
         return sample_rows(self.images, n, generator)
 
 

@@ -10,13 +10,14 @@ the mode chosen uniformly per sample. The angles are ``2π·arange(8)/8``, not
 from __future__ import annotations
 
 import math
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Settings
-from pipeline_plugins.datasets.mixture import sample_mixture
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 class Ring8Settings(Settings):
@@ -32,6 +33,8 @@ class Ring8(Dataset):
     Settings = Ring8Settings
 
     def __init__(self, settings: Ring8Settings | None = None) -> None:
+        import torch
+
         super().__init__(settings)
         s = self.settings
         angles = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
@@ -41,6 +44,8 @@ class Ring8(Dataset):
         self.std = float(s.std)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        from pipeline_plugins.datasets.mixture import sample_mixture
+
         return sample_mixture(self.centers, self.std, n, generator)
 
 

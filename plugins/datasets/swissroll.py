@@ -12,13 +12,14 @@ metrics do not apply to it (W1 does).
 
 from __future__ import annotations
 
-import torch
-from sklearn.datasets import make_swiss_roll
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Settings
-from pipeline_plugins.datasets.mixture import sample_rows
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 class SwissRollSettings(Settings):
@@ -38,6 +39,9 @@ class SwissRoll(Dataset):
     Settings = SwissRollSettings
 
     def __init__(self, settings: SwissRollSettings | None = None) -> None:
+        import torch
+        from sklearn.datasets import make_swiss_roll
+
         super().__init__(settings)
         s = self.settings
         points, _ = make_swiss_roll(n_samples=s.points, noise=s.noise, random_state=s.seed)
@@ -47,6 +51,8 @@ class SwissRoll(Dataset):
         self.std = None
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        from pipeline_plugins.datasets.mixture import sample_rows
+
         return sample_rows(self.pool, n, generator)
 
 

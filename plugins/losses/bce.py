@@ -8,13 +8,13 @@ section 3), or the ``minimax`` ``log(1 - D(G(z)))`` of the value function.
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch.nn.functional as F
-from torch import Tensor
+from typing import TYPE_CHECKING, Literal
 
 from pipeline import hookimpl
 from pipeline.types import Loss, Settings
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class BCESettings(Settings):
@@ -28,10 +28,14 @@ class BCE(Loss):
     Settings = BCESettings
 
     def critic_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        import torch.nn.functional as F
+
         # -log σ(r) = softplus(-r); -log(1 - σ(f)) = softplus(f)
         return F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean()
 
     def generator_loss(self, fake_scores: Tensor, real_scores: Tensor | None) -> Tensor:
+        import torch.nn.functional as F
+
         if self.settings.generator == "minimax":
             # log(1 - σ(f)) = -softplus(f)
             return -F.softplus(fake_scores).mean()

@@ -9,12 +9,13 @@ and the generator minimises ``-mean(D(fake))``.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch.nn.functional as F
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Loss
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class Hinge(Loss):
@@ -22,6 +23,8 @@ class Hinge(Loss):
     description = "hinge loss: relu(1-D(real)) + relu(1+D(fake)), G: -D(fake) (Lim & Ye 2017)"
 
     def critic_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        import torch.nn.functional as F
+
         return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
 
     def generator_loss(self, fake_scores: Tensor, real_scores: Tensor | None) -> Tensor:

@@ -15,11 +15,13 @@ change away. The critic outputs raw scores, no sigmoid.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Loss, Settings
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class LeastSquaresSettings(Settings):

@@ -11,11 +11,13 @@ constraint (weight clipping, gradient penalty or spectral normalization).
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Loss
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class WGAN(Loss):

@@ -12,16 +12,13 @@ datasets with integer labels.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Metric, Settings
-from pipeline_plugins.metrics.feature_classifier import (
-    checked_samples,
-    classifier_for,
-    has_labelled_images,
-)
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class ClassCoverageSettings(Settings):
@@ -30,6 +27,10 @@ class ClassCoverageSettings(Settings):
 
 def class_counts(samples: Tensor, dataset: Dataset, metric: str) -> tuple[Tensor, int]:
     """Generated samples per predicted class ``(classes,)`` (non-finite ones in none), and n."""
+    import torch
+
+    from pipeline_plugins.metrics.feature_classifier import checked_samples, classifier_for
+
     x = checked_samples(samples, dataset, metric)
     classifier = classifier_for(dataset)
     finite = torch.isfinite(x.flatten(1)).all(dim=1)
@@ -44,6 +45,8 @@ class ClassCoverage(Metric):
     direction = "maximize"
 
     def applies_to(self, dataset: Dataset) -> bool:
+        from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+
         return has_labelled_images(dataset)
 
     def compute(self, samples: Tensor, dataset: Dataset) -> float:

@@ -16,14 +16,14 @@ collapsed. Applies to image datasets with integer labels.
 from __future__ import annotations
 
 import math
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Metric, Settings
 from pipeline_plugins.metrics.class_coverage import class_counts
-from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class ClassKLSettings(Settings):
@@ -32,6 +32,8 @@ class ClassKLSettings(Settings):
 
 def kl_to_uniform(counts: Tensor) -> float:
     """KL(p ‖ uniform) of the histogram ``counts`` over its ``len(counts)`` classes."""
+    import torch
+
     k = counts.numel()
     total = counts.sum()
     if total == 0:
@@ -48,6 +50,8 @@ class ClassKL(Metric):
     direction = "minimize"
 
     def applies_to(self, dataset: Dataset) -> bool:
+        from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+
         return has_labelled_images(dataset)
 
     def compute(self, samples: Tensor, dataset: Dataset) -> float:

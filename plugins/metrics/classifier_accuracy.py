@@ -11,15 +11,13 @@ Applies to image datasets with integer labels.
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Metric, Settings
-from pipeline_plugins.metrics.feature_classifier import (
-    checked_samples,
-    classifier_for,
-    has_labelled_images,
-)
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class ClassifierAccuracySettings(Settings):
@@ -33,9 +31,13 @@ class ClassifierAccuracy(Metric):
     direction = "maximize"
 
     def applies_to(self, dataset: Dataset) -> bool:
+        from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+
         return has_labelled_images(dataset)
 
     def compute(self, samples: Tensor, dataset: Dataset) -> float:
+        from pipeline_plugins.metrics.feature_classifier import checked_samples, classifier_for
+
         checked_samples(samples, dataset, self.name)
         return classifier_for(dataset).heldout_accuracy
 

@@ -25,38 +25,19 @@ diverged generator) give ``inf``. Applies to image datasets with integer labels.
 from __future__ import annotations
 
 import math
-
-import torch
-from torch import Tensor, nn
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Metric, Settings
-from pipeline_plugins.metrics.feature_classifier import (
-    FeatureClassifier,
-    FeatureNet,
-    checked_samples,
-    classifier_for,
-    has_labelled_images,
-)
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from pipeline_plugins.metrics.feature_classifier import FeatureClassifier
 
 
 class ClassifierFDSettings(Settings):
     pass
-
-
-class _Features(nn.Module):
-    """The classifier's features as torchmetrics' custom ``feature`` module."""
-
-    num_features = FeatureNet.num_features
-
-    def __init__(self, classifier: FeatureClassifier) -> None:
-        super().__init__()
-        self.classifier = classifier  # a dataclass, not a submodule: nothing is trained
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x is self.classifier.reference_images:
-            return self.classifier.reference()[0]
-        return self.classifier.features_and_logits(x)[0]
 
 
 class ClassifierFD(Metric):
@@ -71,6 +52,8 @@ class ClassifierFD(Metric):
         self._metrics: dict[str, nn.Module] = {}
 
     def applies_to(self, dataset: Dataset) -> bool:
+        from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+
         return has_labelled_images(dataset)
 
     def _metric(self, classifier: FeatureClassifier):
@@ -78,14 +61,20 @@ class ClassifierFD(Metric):
         if metric is None:
             from torchmetrics.image.fid import FrechetInceptionDistance  # 1.5 s to import
 
+            from pipeline_plugins.metrics.fd_features import ClassifierFeatures
+
             metric = FrechetInceptionDistance(
-                feature=_Features(classifier), reset_real_features=False
+                feature=ClassifierFeatures(classifier), reset_real_features=False
             )
             metric.update(classifier.reference_images, real=True)
             self._metrics[classifier.key] = metric
         return metric
 
     def compute(self, samples: Tensor, dataset: Dataset) -> float:
+        import torch
+
+        from pipeline_plugins.metrics.feature_classifier import checked_samples, classifier_for
+
         x = checked_samples(samples, dataset, self.name)
         if not torch.isfinite(x).all():
             return math.inf

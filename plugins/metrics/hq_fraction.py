@@ -10,7 +10,7 @@ Applies only to datasets with ``centers`` and ``std``.
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Metric, Settings
@@ -19,6 +19,9 @@ from pipeline_plugins.metrics.modes_assignment import (
     assign_modes,
     has_modes,
 )
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class HQFractionSettings(Settings):

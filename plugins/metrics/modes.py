@@ -8,7 +8,7 @@ samples; the caller chooses ``n``. Applies only to datasets with ``centers`` and
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Metric, Settings
@@ -17,6 +17,9 @@ from pipeline_plugins.metrics.modes_assignment import (
     has_modes,
     high_quality_counts,
 )
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class ModesSettings(Settings):

@@ -18,10 +18,12 @@ Non-finite samples (NaN, inf) are never high quality.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline.types import Dataset
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 #: VEEGAN / PacGAN: a sample is high quality within 3 standard deviations of a centre
 DEFAULT_THRESHOLD_SIGMAS = 3.0
@@ -36,6 +38,8 @@ def assign_modes(
     samples: Tensor, dataset: Dataset, threshold_sigmas: float = DEFAULT_THRESHOLD_SIGMAS
 ) -> tuple[Tensor, Tensor]:
     """Nearest-centre index ``(n,)`` (int64) and high-quality mask ``(n,)`` (bool)."""
+    import torch
+
     if not has_modes(dataset):
         raise ValueError(
             f"dataset {getattr(dataset, 'name', type(dataset).__name__)!r} has no mode "
@@ -58,6 +62,8 @@ def high_quality_counts(
     samples: Tensor, dataset: Dataset, threshold_sigmas: float = DEFAULT_THRESHOLD_SIGMAS
 ) -> Tensor:
     """Number of high-quality samples whose nearest centre is each mode: ``(K,)`` int64."""
+    import torch
+
     nearest, high_quality = assign_modes(samples, dataset, threshold_sigmas)
     k = dataset.centers.shape[0]
     return torch.bincount(nearest[high_quality], minlength=k)

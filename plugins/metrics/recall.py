@@ -15,18 +15,15 @@ manifold. Applies to image datasets with labels.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from pydantic import Field
-from torch import Tensor
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Metric, Settings
-from pipeline_plugins.metrics.feature_classifier import (
-    checked_samples,
-    classifier_for,
-    has_labelled_images,
-)
-from pipeline_plugins.metrics.knn_manifold import inside_manifold, knn_radii
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class RecallSettings(Settings):
@@ -41,9 +38,16 @@ class Recall(Metric):
     direction = "maximize"
 
     def applies_to(self, dataset: Dataset) -> bool:
+        from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+
         return has_labelled_images(dataset)
 
     def compute(self, samples: Tensor, dataset: Dataset) -> float:
+        import torch
+
+        from pipeline_plugins.metrics.feature_classifier import checked_samples, classifier_for
+        from pipeline_plugins.metrics.knn_manifold import inside_manifold, knn_radii
+
         x = checked_samples(samples, dataset, self.name)
         classifier = classifier_for(dataset)
         finite = torch.isfinite(x.flatten(1)).all(dim=1)

@@ -19,9 +19,7 @@ better than a collapse). Applies only to datasets with ``centers`` and ``std``.
 from __future__ import annotations
 
 import math
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Metric, Settings
@@ -30,6 +28,9 @@ from pipeline_plugins.metrics.modes_assignment import (
     has_modes,
     high_quality_counts,
 )
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class ReverseKLSettings(Settings):
@@ -47,6 +48,8 @@ class ReverseKL(Metric):
         return has_modes(dataset)
 
     def compute(self, samples: Tensor, dataset: Dataset) -> float:
+        import torch
+
         counts = high_quality_counts(samples, dataset, self.settings.threshold_sigmas)
         k = counts.shape[0]
         total = int(counts.sum().item())

@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
-from torch import Tensor
 
 from pipeline import hookimpl
 from pipeline.types import Dataset, Metric, Settings
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class W1Settings(Settings):
@@ -52,6 +54,8 @@ class W1Settings(Settings):
 
 def sorted_projections(x: Tensor, directions: Tensor) -> Tensor:
     """Projections of ``x`` ``(n, d)`` on ``directions`` ``(d, P)``, sorted: ``(P, n)``."""
+    import torch
+
     # (P, n) rows: sorting along the contiguous last dim is faster than along dim 0
     return torch.sort(directions.T @ x.T, dim=1).values
 
@@ -85,6 +89,8 @@ class W1(Metric):
 
     def reference(self, dataset: Dataset, n: int) -> Tensor:
         """The real reference sample of size ``n``, flattened to ``(n, d)``, float64."""
+        import torch
+
         g = torch.Generator().manual_seed(self.settings.seed)
         real = dataset.sample(n, g)
         return real.detach().to("cpu", torch.float64).reshape(n, -1)
@@ -98,6 +104,8 @@ class W1(Metric):
 
     def directions(self, dim: int) -> Tensor:
         """``settings.projections`` unit directions in ``dim`` dimensions, ``(dim, P)``."""
+        import torch
+
         if dim not in self._directions:
             g = torch.Generator().manual_seed(self.settings.projection_seed)
             theta = torch.randn(dim, self.settings.projections, generator=g, dtype=torch.float64)
@@ -105,6 +113,8 @@ class W1(Metric):
         return self._directions[dim]
 
     def compute(self, samples: Tensor, dataset: Dataset) -> float:
+        import torch
+
         n = samples.shape[0]
         if n == 0:
             raise ValueError("w1 needs at least one sample")

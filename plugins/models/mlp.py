@@ -18,11 +18,9 @@ scores each sample independently and its output is an unbounded score (no sigmoi
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from pydantic import Field
-from torch import Tensor, nn
 
 from pipeline import hookimpl
 from pipeline.types import Model, ModelPair, Settings
@@ -45,60 +43,6 @@ class MLPSettings(Settings):
     d_activation: Literal["relu", "leaky_relu"] = "relu"
 
 
-class MLPGenerator(nn.Module):
-    """Noise ``(n, noise_dim)`` → samples ``(n, *data_shape)``."""
-
-    def __init__(
-        self,
-        noise_dim: int,
-        data_shape: tuple[int, ...],
-        width: int,
-        depth: int,
-        batch_norm: bool,
-    ) -> None:
-        super().__init__()
-        self.data_shape = tuple(data_shape)
-        layers: list[nn.Module] = []
-        fan_in = noise_dim
-        for _ in range(depth):
-            layers.append(nn.Linear(fan_in, width))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(width))
-            layers.append(nn.ReLU())
-            fan_in = width
-        layers.append(nn.Linear(fan_in, math.prod(self.data_shape)))
-        if len(self.data_shape) == 3:
-            layers.append(nn.Tanh())
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z).reshape(z.shape[0], *self.data_shape)
-
-
-class MLPCritic(nn.Module):
-    """Samples ``(n, *data_shape)`` → unbounded scores ``(n,)``."""
-
-    def __init__(
-        self,
-        data_shape: tuple[int, ...],
-        width: int,
-        depth: int,
-        activation: Literal["relu", "leaky_relu"],
-    ) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        fan_in = math.prod(data_shape)
-        for _ in range(depth):
-            layers.append(nn.Linear(fan_in, width))
-            layers.append(nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.2))
-            fan_in = width
-        layers.append(nn.Linear(fan_in, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(1)).squeeze(-1)
-
-
 class MLP(Model):
     name = "mlp"
     description = "fully connected pair; defaults: WGAN-GP toy nets, 3×512 ReLU (Gulrajani 2017)"
@@ -109,6 +53,8 @@ class MLP(Model):
         shape = tuple(int(d) for d in data_shape)
         if not shape or any(d < 1 for d in shape):
             raise ValueError(f"mlp: data shape must be non-empty positive sizes, got {shape}")
+        from pipeline_plugins.models.mlp_nets import MLPCritic, MLPGenerator
+
         generator = MLPGenerator(s.noise_dim, shape, s.g_width, s.g_depth, s.g_batch_norm)
         critic = MLPCritic(shape, s.d_width, s.d_depth, s.d_activation)
         return ModelPair(
@@ -117,6 +63,17 @@ class MLP(Model):
             noise_dim=s.noise_dim,
             critic_batch_independent=True,  # the critic has no batch norm
         )
+
+
+def __getattr__(name: str) -> object:
+    """``MLPGenerator`` and ``MLPCritic`` from :mod:`pipeline_plugins.models.mlp_nets`,
+    imported on first use: generators logged to MLflow before the nets moved there are
+    pickled under this module's name."""
+    if name in ("MLPGenerator", "MLPCritic"):
+        from pipeline_plugins.models import mlp_nets
+
+        return getattr(mlp_nets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl

@@ -13,13 +13,16 @@ are torch's (and Kingma & Ba 2015's) defaults.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field, field_validator
-from torch import nn
 
 from pipeline import hookimpl
 from pipeline.types import Optimizer, Settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class AdamSettings(Settings):
@@ -51,6 +54,8 @@ class Adam(Optimizer):
     Settings = AdamSettings
 
     def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        import torch
+
         s = self.settings
         params = list(params)
         fused = s.fused if s.fused is not None else _fused_ok(params)

@@ -9,13 +9,16 @@ that momentum-based optimizers such as Adam made WGAN training unstable at times
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from pipeline import hookimpl
 from pipeline.types import Optimizer, Settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class RMSPropSettings(Settings):
@@ -37,6 +40,8 @@ class RMSProp(Optimizer):
     Settings = RMSPropSettings
 
     def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        import torch
+
         s = self.settings
         return torch.optim.RMSprop(
             params,

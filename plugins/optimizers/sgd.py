@@ -10,14 +10,16 @@ Nesterov momentum (Sutskever et al. 2013) needs ``momentum > 0``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-import torch
 from pydantic import Field, model_validator
-from torch import nn
 
 from pipeline import hookimpl
 from pipeline.types import Optimizer, Settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class SGDSettings(Settings):
@@ -43,6 +45,8 @@ class SGD(Optimizer):
     Settings = SGDSettings
 
     def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        import torch
+
         s = self.settings
         return torch.optim.SGD(
             params,
