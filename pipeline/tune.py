@@ -29,7 +29,6 @@ from typing import Any
 
 import yaml
 
-from pipeline import dead_trials
 from pipeline.config import apply_overrides, load_yaml, validate
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.registry import PluginRuntimeError, Registry
@@ -41,7 +40,6 @@ from pipeline.storage import (
     parse_storage,
 )
 from pipeline.tracking import RunTracker, TrackingSettings, client_for
-from pipeline.train import resolve_device, run_training
 from pipeline.urls import mask_url
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
@@ -109,6 +107,12 @@ class Tuner:
         tracking: TrackingSettings | None,
         echo: Callable[[str], None] = print,
     ) -> None:
+        if options.n_trials is not None and options.n_trials < 1:
+            raise ConfigError("--n-trials", f"must be ≥ 1 (got {options.n_trials})")
+        if options.n_jobs < 1:
+            raise ConfigError("--n-jobs", f"must be ≥ 1 (got {options.n_jobs})")
+        if options.timeout is not None and not options.timeout > 0:
+            raise ConfigError("--timeout", f"must be > 0 seconds (got {options.timeout})")
         self.options = options
         self.registry = registry
         self.tracking = tracking
@@ -119,13 +123,11 @@ class Tuner:
         # everything is validated before the first trial: the base, the space, the device
         self.base_experiment = validate({k: v for k, v in base.items() if k != "tune"}, registry)
         self.space = build_search_space(base, registry)
+        # torch and Optuna only now: a refused file or space is reported without them
+        from pipeline import dead_trials
+        from pipeline.train import resolve_device
+
         resolve_device(self.base_experiment.train.device)
-        if options.n_trials is not None and options.n_trials < 1:
-            raise ConfigError("--n-trials", f"must be ≥ 1 (got {options.n_trials})")
-        if options.n_jobs < 1:
-            raise ConfigError("--n-jobs", f"must be ≥ 1 (got {options.n_jobs})")
-        if options.timeout is not None and not options.timeout > 0:
-            raise ConfigError("--timeout", f"must be > 0 seconds (got {options.timeout})")
         train = self.base_experiment.train
         self.sampler = make_sampler(options.sampler, options.seed, self.space)
         self.pruner = make_pruner(options.pruner, train.steps, train.eval_every)
@@ -227,6 +229,9 @@ class Tuner:
     def objective(self, trial) -> float:
         import optuna
 
+        from pipeline import dead_trials
+        from pipeline.train import run_training
+
         dead_trials.mark_worker(trial)
         retry_of = trial.user_attrs.get(dead_trials.RETRY_OF_ATTR)
         values = self.space.suggest(trial)
@@ -273,6 +278,8 @@ class Tuner:
 
     def after_trial(self, study, trial) -> None:
         """Tag the child with its Optuna state, keep the parent's best current, print a line."""
+        from pipeline import dead_trials
+
         state = trial.state.name
         with self._lock:
             run_id = trial.user_attrs.get("mlflow_run_id")
@@ -315,6 +322,8 @@ class Tuner:
     # -- the whole invocation ----------------------------------------------------------
     def run(self):
         import torch
+
+        from pipeline import dead_trials
 
         study = self.open_study()
         self.parent = self.attach_parent(study)
@@ -399,6 +408,8 @@ def _trial_line(trial, metric: str) -> str:
 def summary(study, metric: str, wall: float) -> str:
     import optuna
 
+    from pipeline import dead_trials
+
     counts = dead_trials.state_counts(study)
     parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     best = _best_trial(study)
@@ -479,6 +490,8 @@ def _save_plot(out, name, html_plot, png_plot, study, kwargs, parent) -> None:
 def best_report(study_name: str, storage: str | None, tracking: TrackingSettings | None) -> dict:
     """The best trial of a study, its params and its MLflow run, as a dict."""
     import optuna
+
+    from pipeline import dead_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store, url = open_storage(storage, tracking, must_exist=True)

@@ -103,6 +103,8 @@ def test_refused_experiment_files_import_nothing_heavy(tmp_path):
         "loss.name": ["train", base, "-o", "loss.name=no_such_loss"],
         "optimizer.critic.lr": ["train", base, "-o", "optimizer.critic.lr=0"],
         "metrics.w1.projections": ["train", base, "-o", "metrics=[{name: w1, projections: 0}]"],
+        "--timeout": ["tune", base, "--timeout", "-1"],
+        "train.batch_size": ["tune", base, "-o", "train.batch_size=0"],
     }
     results = run_cli(tmp_path, *cases.values())
     for (field, args), result in zip(cases.items(), results, strict=True):
