@@ -30,8 +30,9 @@ from pipeline.checkpoint import restore_rng_states, rng_states, save_checkpoint
 from pipeline.config import Experiment
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.registry import blame_plugins
-from pipeline.tracking import RunTracker, TrackingSettings
+from pipeline.tracking import RunTracker, TrackingSettings, TrackingUnavailable
 from pipeline.types import Constraint, Dataset, Loss, Metric, ModelPair
+from pipeline.unsent import keep_unsent
 
 #: called after each evaluation with (generator step, metrics); may raise to stop
 EvalCallback = Callable[[int, dict[str, float]], None]
@@ -330,6 +331,7 @@ class Trainer:
             values.append(value)
         if self.tracker:
             self._unsent.extend(rows)
+            self.tracker.check()  # a server found gone in the background stops the run here
             self._send_metrics()
         if bar is not None:
             last = table[-1]
@@ -509,6 +511,11 @@ def run_training(
     The run ends FINISHED on success, FAILED on an exception or a non-finite loss (the
     reason as the ``failure_reason`` tag), KILLED on Ctrl-C or SIGTERM. ``status_for``
     lets a caller map its own exceptions (a pruned trial) to a status.
+
+    When the tracking server goes away, training stops at the next flush and
+    :func:`pipeline.unsent.keep_unsent` keeps the checkpoint, samples, config and unsent
+    metrics in ``<unsent_dir>/<run_id>/`` (the temp folder is deleted on exit) and raises
+    :class:`TrackingUnavailable` naming that folder.
     """
     # an exception from plugin code becomes a PluginRuntimeError naming the plugin
     used = [choice.info for choice in exp.plugins.values()] + list(exp.metrics)
@@ -538,24 +545,33 @@ def run_training(
             trainer.tracker = tracker
             if on_run_started:
                 on_run_started(tracker.run_id)
-            tracker.log_params(exp.flat_params() | (extra_params or {}))
         try:
+            if tracker:
+                tracker.log_params(exp.flat_params() | (extra_params or {}))
             with _sigterm_as_interrupt(), blame_plugins(used):
                 result = trainer.run()
+            if tracker:
+                tracker.finish("FINISHED")
         except KeyboardInterrupt:
             if tracker:
                 tracker.finish("KILLED", "interrupted (Ctrl-C or SIGTERM)")
             raise
+        except TrackingUnavailable as lost:
+            # the server went away: what the run made stays on local disk, named in the error
+            assert tracker is not None and tracking is not None
+            raise keep_unsent(trainer, tracker, lost, tracking) from lost
         except BaseException as exc:
             if tracker:
                 status = status_for(exc) if status_for else None
-                if status:
-                    tracker.finish(status)
-                else:
-                    tracker.finish("FAILED", f"{type(exc).__name__}: {exc}")
+                try:
+                    if status:
+                        tracker.finish(status)
+                    else:
+                        tracker.finish("FAILED", f"{type(exc).__name__}: {exc}")
+                except TrackingUnavailable as lost:
+                    assert tracking is not None
+                    raise keep_unsent(trainer, tracker, lost, tracking, after=exc) from exc
             raise
-        if tracker:
-            tracker.finish("FINISHED")
         return result
 
 
