@@ -35,8 +35,9 @@ from pipeline.config import Experiment
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from pipeline.registry import blame_plugins
-from pipeline.tracking import RunTracker, TrackingSettings
+from pipeline.tracking import RunTracker, TrackingSettings, TrackingUnavailable
 from pipeline.types import Constraint, Dataset, Loss, Metric, ModelPair
+from pipeline.unsent import keep_unsent
 
 #: called after each evaluation with (generator step, metrics); may raise to stop
 EvalCallback = Callable[[int, dict[str, float]], None]
@@ -362,6 +363,7 @@ class Trainer:
             values.append(value)
         if self.tracker:
             self._unsent.extend(rows)
+            self.tracker.check()  # a server found gone in the background stops the run here
             self._send_metrics()
         if bar is not None:
             last = table[-1]
@@ -539,6 +541,11 @@ def run_training(
     of that step and raises :class:`TrainingInterrupted`; a second one stops at once
     (``KeyboardInterrupt``). ``status_for``
     lets a caller map its own exceptions (a pruned trial) to a status.
+
+    When the tracking server goes away, training stops at the next flush and
+    :func:`pipeline.unsent.keep_unsent` keeps the checkpoint, samples, config and unsent
+    metrics in ``<unsent_dir>/<run_id>/`` (the temp folder is deleted on exit) and raises
+    :class:`TrackingUnavailable` naming that folder.
     """
     # an exception from plugin code becomes a PluginRuntimeError naming the plugin
     used = [choice.info for choice in exp.plugins.values()] + list(exp.metrics)
@@ -568,26 +575,39 @@ def run_training(
             trainer.tracker = tracker
             if on_run_started:
                 on_run_started(tracker.run_id)
-            tracker.log_params(exp.flat_params() | (extra_params or {}))
         try:
+            if tracker:
+                tracker.log_params(exp.flat_params() | (extra_params or {}))
             with stop_on_signals(trainer.stop), blame_plugins(used):
                 result = trainer.run()
+            if tracker:
+                tracker.finish("FINISHED")
         except KeyboardInterrupt as exc:
             # TrainingInterrupted: stopped at a step boundary, its checkpoint logged
             if tracker:
                 reason = str(exc) if isinstance(exc, TrainingInterrupted) else None
-                tracker.finish("KILLED", reason or "interrupted (Ctrl-C or SIGTERM)")
+                try:
+                    tracker.finish("KILLED", reason or "interrupted (Ctrl-C or SIGTERM)")
+                except TrackingUnavailable as lost:
+                    assert tracking is not None
+                    raise keep_unsent(trainer, tracker, lost, tracking, after=exc) from exc
             raise
+        except TrackingUnavailable as lost:
+            # the server went away: what the run made stays on local disk, named in the error
+            assert tracker is not None and tracking is not None
+            raise keep_unsent(trainer, tracker, lost, tracking) from lost
         except BaseException as exc:
             if tracker:
                 status = status_for(exc) if status_for else None
-                if status:
-                    tracker.finish(status)
-                else:
-                    tracker.finish("FAILED", f"{type(exc).__name__}: {exc}")
+                try:
+                    if status:
+                        tracker.finish(status)
+                    else:
+                        tracker.finish("FAILED", f"{type(exc).__name__}: {exc}")
+                except TrackingUnavailable as lost:
+                    assert tracking is not None
+                    raise keep_unsent(trainer, tracker, lost, tracking, after=exc) from exc
             raise
-        if tracker:
-            tracker.finish("FINISHED")
         if trainer.stop.requested:
             # the signal came while the finished run logged its last files: the run is
             # complete, and the caller (a tune between trials) still hears the signal
