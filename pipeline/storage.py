@@ -303,9 +303,14 @@ def check_artifact_location(tracking: TrackingSettings, experiment_name: str) ->
     where = f"{tracking.artifact_location!r}"
     if _store_exists(tracking.tracking_uri):
         from pipeline.tracking import client_for
+        from pipeline.tracking_http import TrackingUnavailable, reaching
 
         try:
-            found = client_for(tracking).get_experiment_by_name(experiment_name)
+            # a server that does not answer is TrackingUnavailable (exit 1, it may come back)
+            with reaching(tracking.tracking_uri):
+                found = client_for(tracking).get_experiment_by_name(experiment_name)
+        except TrackingUnavailable:
+            raise
         except Exception as exc:  # any store error: the message must not hold a password
             raise ConfigError(
                 "tracking_uri",
