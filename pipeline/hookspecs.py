@@ -16,7 +16,8 @@ callback and calls it once per plugin class it provides::
         register(MyLoss)
 
 The host owns the names: two classes registering one name is an error that names both.
-The base classes each kind must subclass are in :mod:`pipeline.types`.
+The base classes each kind must subclass, and which hook registers which kind, are in
+:mod:`pipeline.types` (``KINDS``).
 """
 
 from __future__ import annotations
@@ -65,14 +66,3 @@ def register_models(register: Callable[[type[Model]], None]) -> None:
 @hookspec
 def register_metrics(register: Callable[[type[Metric]], None]) -> None:
     """Register evaluation metrics (subclasses of :class:`pipeline.types.Metric`)."""
-
-
-#: hook name for each kind of plugin
-HOOK_FOR_KIND = {
-    "loss": "register_losses",
-    "constraint": "register_constraints",
-    "optimizer": "register_optimizers",
-    "dataset": "register_datasets",
-    "model": "register_models",
-    "metric": "register_metrics",
-}

@@ -5,24 +5,53 @@ one-line ``description`` and a ``Settings`` model (pydantic, unknown keys refuse
 whose defaults cite the paper they come from. The host validates the settings from
 the experiment file and instantiates the class with them: ``Plugin(settings)``.
 
+The base classes are abstract (:mod:`abc`): what a kind requires is an
+``@abstractmethod``, so a class that lacks it is refused when it registers. The kinds
+themselves are the table :data:`KINDS` at the end: name, base class, and the hook of
+:mod:`pipeline.hookspecs` that registers them.
+
 Plugins import only this module and :mod:`pipeline.hookspecs` (through
-``pipeline.hookimpl``), never the training loop, the tuner or the CLI.
+``pipeline.hookimpl``), never the training loop, the tuner or the CLI. Bad input a
+plugin finds (a missing data folder, an unreadable file) is a :class:`ConfigError`
+naming the setting, e.g. ``ConfigError("dataset.root", "no folder …")``: the CLI prints
+it as one line and exits with status 2.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
+
+from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:  # torch only in annotations: reading an experiment file needs no torch
     import torch
     from torch import Tensor, nn
 
-Kind = Literal["loss", "constraint", "optimizer", "dataset", "model", "metric"]
-KINDS: tuple[Kind, ...] = ("loss", "constraint", "optimizer", "dataset", "model", "metric")
+__all__ = [
+    "KINDS",
+    "ConfigError",
+    "Constraint",
+    "Dataset",
+    "ImageDataset",
+    "Kind",
+    "KindSpec",
+    "Loss",
+    "Metric",
+    "Model",
+    "ModelPair",
+    "Optimizer",
+    "Plugin",
+    "Settings",
+    "kind_of",
+]
+
+#: the name of a kind of plugin: a key of :data:`KINDS`
+Kind: TypeAlias = str
 
 
 class Settings(BaseModel):
@@ -31,8 +60,11 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Plugin:
-    """What every plugin class has: a name, a description and its settings model."""
+class Plugin(ABC):
+    """What every plugin class has: a name, a description and its settings model.
+
+    ``kind`` is set on each base class from :data:`KINDS`.
+    """
 
     kind: ClassVar[Kind]
     name: ClassVar[str]
@@ -52,17 +84,16 @@ class Loss(Plugin):
     the loop can skip that critic pass.
     """
 
-    kind = "loss"
     #: the generator term uses ``real_scores`` (relativistic losses)
     needs_real_scores: ClassVar[bool] = False
     #: ``-critic_loss`` (without penalty) estimates the Wasserstein-1 distance
     estimates_wasserstein: ClassVar[bool] = False
 
-    def critic_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def critic_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor: ...
 
-    def generator_loss(self, fake_scores: Tensor, real_scores: Tensor | None) -> Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def generator_loss(self, fake_scores: Tensor, real_scores: Tensor | None) -> Tensor: ...
 
 
 class Constraint(Plugin):
@@ -77,7 +108,6 @@ class Constraint(Plugin):
     Never call ``backward()`` or ``step()`` here: the training loop does.
     """
 
-    kind = "constraint"
     #: the critic may score ``cat([real, fake])`` in one pass (False if the
     #: constraint depends on seeing each batch separately)
     allows_single_pass: ClassVar[bool] = True
@@ -98,10 +128,8 @@ class Constraint(Plugin):
 class Optimizer(Plugin):
     """Builds a torch optimizer for the parameters it is given, from its own settings."""
 
-    kind = "optimizer"
-
-    def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        raise NotImplementedError
+    @abstractmethod
+    def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer: ...
 
 
 class Dataset(Plugin):
@@ -113,7 +141,6 @@ class Dataset(Plugin):
     Images are scaled to [-1, 1].
     """
 
-    kind = "dataset"
     #: shape of one sample, e.g. ``(2,)`` or ``(1, 8, 8)``
     shape: tuple[int, ...] = (2,)
     #: mode centres, ``(n_modes, 2)``, for mixtures; None otherwise
@@ -125,8 +152,31 @@ class Dataset(Plugin):
     def is_image(self) -> bool:
         return len(self.shape) == 3
 
-    def sample(self, n: int, generator: torch.Generator) -> Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator) -> Tensor: ...
+
+
+class ImageDataset(Dataset):
+    """A dataset of images, ``shape = (channels, height, width)``, scaled to [-1, 1].
+
+    The classifier-feature metrics (``classifier_fd``, ``precision``, ``recall``,
+    ``class_coverage``, ``class_kl``, ``classifier_accuracy``) apply to an image dataset
+    with ``labels`` of at least two classes: they train a small classifier on
+    ``train_images``/``train_labels`` and check it on ``heldout_images``/
+    ``heldout_labels``. A dataset without its own split leaves those None, and the metrics
+    split ``images``/``labels`` themselves. Set every attribute in ``__init__``.
+    """
+
+    #: every image, ``(n, *shape)``: what ``sample`` draws from
+    images: Tensor
+    #: the class of each image, int64 ``(n,)``; None: unlabelled (no classifier metrics)
+    labels: Tensor | None = None
+    #: the classifier's training split; None: a seeded part of ``images``/``labels``
+    train_images: Tensor | None = None
+    train_labels: Tensor | None = None
+    #: the classifier's held-out split; None: the rest of ``images``/``labels``
+    heldout_images: Tensor | None = None
+    heldout_labels: Tensor | None = None
 
 
 @dataclass
@@ -145,30 +195,51 @@ class ModelPair:
 class Model(Plugin):
     """Builds a generator/critic pair for data of a given shape."""
 
-    kind = "model"
-
-    def build(self, data_shape: tuple[int, ...]) -> ModelPair:
-        raise NotImplementedError
+    @abstractmethod
+    def build(self, data_shape: tuple[int, ...]) -> ModelPair: ...
 
 
 class Metric(Plugin):
     """An evaluation metric computed on generator samples (CPU tensor ``(n, *shape)``)."""
 
-    kind = "metric"
     direction: ClassVar[Literal["minimize", "maximize"]] = "minimize"
 
     def applies_to(self, dataset: Dataset) -> bool:
         return True
 
-    def compute(self, samples: Tensor, dataset: Dataset) -> float:
-        raise NotImplementedError
+    @abstractmethod
+    def compute(self, samples: Tensor, dataset: Dataset) -> float: ...
 
 
-BASE_CLASSES: dict[Kind, type[Plugin]] = {
-    "loss": Loss,
-    "constraint": Constraint,
-    "optimizer": Optimizer,
-    "dataset": Dataset,
-    "model": Model,
-    "metric": Metric,
+@dataclass(frozen=True)
+class KindSpec:
+    """A kind of plugin: its name, the base class its plugins subclass, and the hook of
+    :mod:`pipeline.hookspecs` that registers them."""
+
+    name: Kind
+    base: type[Plugin]
+    hook: str
+
+
+#: Every kind of plugin, declared once; the registry, the test kit and ``pipeline plugins``
+#: read it from here.
+KINDS: dict[Kind, KindSpec] = {
+    spec.name: spec
+    for spec in (
+        KindSpec("loss", Loss, "register_losses"),
+        KindSpec("constraint", Constraint, "register_constraints"),
+        KindSpec("optimizer", Optimizer, "register_optimizers"),
+        KindSpec("dataset", Dataset, "register_datasets"),
+        KindSpec("model", Model, "register_models"),
+        KindSpec("metric", Metric, "register_metrics"),
+    )
 }
+for _spec in KINDS.values():
+    _spec.base.kind = _spec.name
+
+
+def kind_of(cls: object) -> KindSpec | None:
+    """The kind of a plugin class (the first base class of :data:`KINDS` it subclasses)."""
+    if not isinstance(cls, type):
+        return None
+    return next((spec for spec in KINDS.values() if issubclass(cls, spec.base)), None)

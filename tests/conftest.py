@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def classifier_cache(tmp_path_factory):
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
+#: the installed gan-pipeline, as errors and MLflow tags name it ("gan-pipeline 0.1.0")
+GAN_PIPELINE = f"gan-pipeline {importlib.metadata.version('gan-pipeline')}"
 
 
 @pytest.fixture(scope="session")

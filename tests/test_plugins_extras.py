@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,11 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.cli import main
 from pipeline.registry import reset_default_registry
-from tests.conftest import EXPERIMENTS, ROOT, tiny
+from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, tiny
 
 EXAMPLE = ROOT / "examples" / "gan-pipeline-extras"
-EXTRAS = "gan-pipeline-extras 0.1.0"
+EXTRAS_VERSION = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["version"]
+EXTRAS = f"gan-pipeline-extras {EXTRAS_VERSION}"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def extras_site(tmp_path_factory) -> Path:
         capture_output=True,
         text=True,
     )
-    assert (site / "gan_pipeline_extras-0.1.0.dist-info" / "entry_points.txt").is_file()
+    assert (site / f"gan_pipeline_extras-{EXTRAS_VERSION}.dist-info" / "entry_points.txt").is_file()
     return site
 
 
@@ -82,9 +84,13 @@ def test_discovered_through_its_entry_point(extras):
     rows, stderr = plugin_rows()
     assert stderr == ""
     r1, smooth = rows[("constraint", "r1")], rows[("loss", "bce_smooth")]
-    assert (r1["package"], r1["version"], r1["module"]) == ("gan-pipeline-extras", "0.1.0", "r1")
+    assert (r1["package"], r1["version"], r1["module"]) == (
+        "gan-pipeline-extras",
+        EXTRAS_VERSION,
+        "r1",
+    )
     assert r1["hooks"] == ["register_constraints"]
-    assert (smooth["package"], smooth["version"]) == ("gan-pipeline-extras", "0.1.0")
+    assert (smooth["package"], smooth["version"]) == ("gan-pipeline-extras", EXTRAS_VERSION)
     assert smooth["hooks"] == ["register_losses"]
     assert rows[("loss", "bce")]["package"] == "built-in"
     table = CliRunner().invoke(main, ["plugins"]).stdout
@@ -142,7 +148,7 @@ def test_train_with_its_loss_and_constraint_is_recorded_in_mlflow(
     tags, params = run.data.tags, run.data.params
     assert tags["plugin.loss"] == "bce_smooth" and tags["plugin.loss.package"] == EXTRAS
     assert tags["plugin.constraint"] == "r1" and tags["plugin.constraint.package"] == EXTRAS
-    assert tags["plugin.dataset.package"] == "gan-pipeline 0.1.0"
+    assert tags["plugin.dataset.package"] == GAN_PIPELINE
     assert params["constraint.gamma"] == "1.0" and params["loss.real_target"] == "0.9"
     penalties = [m.value for m in client.get_metric_history(run_id, "penalty")]
     assert len(penalties) == 6 and all(p > 0 for p in penalties)
@@ -175,7 +181,7 @@ def test_tune_chooses_between_it_and_a_builtin(extras, shared_store, monkeypatch
     assert sorted(packages) == ["none", "r1"]
     assert packages["r1"].data.tags["plugin.constraint.package"] == EXTRAS
     assert packages["r1"].data.params["trial.constraint.name"] == "r1"
-    assert packages["none"].data.tags["plugin.constraint.package"] == "gan-pipeline 0.1.0"
+    assert packages["none"].data.tags["plugin.constraint.package"] == GAN_PIPELINE
     assert "penalty" in packages["r1"].data.metrics
     assert all(r.info.status == "FINISHED" for r in children)
 

@@ -18,18 +18,17 @@ import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
+from pipeline.blame import PluginRuntimeError, plugin_failure
 from pipeline.cli import main
 from pipeline.errors import PluginError
 from pipeline.registry import (
-    PluginRuntimeError,
     Registry,
     RegistryOptions,
     default_registry,
-    plugin_failure,
     reset_default_registry,
 )
 from pipeline.testing import registered
-from tests.conftest import EXPERIMENTS, ROOT, tiny
+from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, tiny
 
 BOOM = """
 import torch
@@ -82,7 +81,7 @@ def site(tmp_path, monkeypatch):
     yield path
     reset_default_registry()
     for name in (
-        *(f"{m}_mod" for m in ("broken", "my_bce", "half", "same", "typo")),
+        *(f"{m}_mod" for m in ("broken", "my_bce", "half", "odd", "same", "typo")),
         "my_losses",
         "boom",
     ):
@@ -130,45 +129,52 @@ def test_a_broken_package_is_named_and_blocking_it_lets_the_builtins_train(
         assert "GAN_PIPELINE_BLOCK=broken" in result.output
 
 
-def test_a_package_registering_a_taken_name_is_named(site):
-    clash = (
-        "from pipeline import hookimpl\n"
-        "from pipeline.types import Loss\n"
-        "class MyBCE(Loss):\n"
-        "    name = 'bce'\n"
-        "    def critic_loss(self, r, f): return f.mean() - r.mean()\n"
+HEAD = "from pipeline import hookimpl\nfrom pipeline.types import Loss\n"
+CRITIC = "    def critic_loss(self, r, f): return f.mean() - r.mean()\n"
+#: package, version, entry point (= module), its source, what the one error line says
+REFUSED = {
+    "a taken name": (
+        "clashing-losses",
+        "2.0",
+        "my_bce",
+        f"{HEAD}class MyBCE(Loss):\n    name = 'bce'\n{CRITIC}"
         "    def generator_loss(self, f, r): return -f.mean()\n"
-        "@hookimpl\n"
-        "def register_losses(register):\n"
-        "    register(MyBCE)\n"
-    )
-    make_dist(site, "clashing-losses", "2.0", {"my_bce": clash})
-    result = cli("plugins")
-    assert result.exit_code == 2
-    assert "two plugins claim the loss name 'bce'" in result.output
-    assert "BCE from loss-bce (gan-pipeline 0.1.0)" in result.output
-    assert "MyBCE from my_bce (clashing-losses 2.0)" in result.output
-    assert "pipeline --block my_bce" in result.output
-    assert cli("--block", "my_bce", "plugins").exit_code == 0
-
-
-def test_a_package_registering_an_incomplete_loss_is_named(site):
-    source = (
+        "@hookimpl\ndef register_losses(register):\n    register(MyBCE)\n",
+        [
+            "two plugins claim the loss name 'bce'",
+            f"BCE from loss-bce ({GAN_PIPELINE})",
+            "MyBCE from my_bce (clashing-losses 2.0)",
+        ],
+    ),
+    "an incomplete loss": (
+        "half-losses",
+        "0.3",
+        "half",
+        f"{HEAD}class Half(Loss):\n    name = 'half'\n{CRITIC}"
+        "@hookimpl\ndef register_losses(register):\n    register(Half)\n",
+        ["plugin 'half' (half-losses 0.3) registered Half", "it does not implement generator_loss"],
+    ),
+    "a hook outside the contract": (
+        "odd-args",
+        "0.2",
+        "odd",
         "from pipeline import hookimpl\n"
-        "from pipeline.types import Loss\n"
-        "class Half(Loss):\n"
-        "    name = 'half'\n"
-        "    def critic_loss(self, r, f): return f.mean() - r.mean()\n"
-        "@hookimpl\n"
-        "def register_losses(register):\n"
-        "    register(Half)\n"
-    )
-    make_dist(site, "half-losses", "0.3", {"half": source})
+        "@hookimpl\ndef register_losses(register, extra):\n    pass\n",
+        ["plugin 'odd' (odd-args 0.2) has a hook implementation that does not fit the contract"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_package_whose_registration_is_refused_is_named(site, case):
+    package, version, module, source, words = REFUSED[case]
+    make_dist(site, package, version, {module: source})
     result = cli("plugins")
-    assert result.exit_code == 2
-    assert "plugin 'half' (half-losses 0.3) registered Half" in result.output
-    assert "it does not implement generator_loss" in result.output
-    assert "pipeline --block half" in result.output
+    assert result.exit_code == 2 and result.output.count("error:") == 1
+    for phrase in words:
+        assert phrase in result.output
+    assert f"pipeline --block {module}" in result.output
+    assert cli("--block", module, "plugins").exit_code == 0
 
 
 def test_two_packages_with_one_entry_point_name_are_both_named(site):

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
-from pipeline.types import Dataset, Settings
+from pipeline.types import ImageDataset, Settings
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +40,7 @@ class DigitsSettings(Settings):
     pass
 
 
-class Digits(Dataset):
+class Digits(ImageDataset):
     name = "digits"
     description = "sklearn load_digits: 1,797 8×8 digits scaled to [-1, 1], shape (1, 8, 8)"
     Settings = DigitsSettings

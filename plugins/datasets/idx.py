@@ -24,8 +24,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from pipeline.errors import ConfigError
-from pipeline.types import Dataset, Settings
+from pipeline.types import ConfigError, ImageDataset, Settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,7 +52,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 class DatasetFilesMissing(ConfigError, FileNotFoundError):
     """A dataset's local files are missing; the message names the files and the folder.
 
-    A :class:`pipeline.errors.ConfigError` (so the CLI prints one line and exits with
+    A :class:`pipeline.types.ConfigError` (so the CLI prints one line and exits with
     status 2, creating no run) and a :class:`FileNotFoundError`.
     """
 
@@ -190,7 +189,7 @@ class IdxFolderSettings(Settings):
     root: str | None = None
 
 
-class IdxFolderDataset(Dataset):
+class IdxFolderDataset(ImageDataset):
     """Base of the MNIST-style plugins: subclasses set ``name``, ``env_var``,
     ``default_root``, ``dataset_title`` and ``classes``.
 

@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from pipeline import hookimpl
-from pipeline.errors import ConfigError
-from pipeline.types import Dataset, Settings
+from pipeline.types import ConfigError, ImageDataset, Settings
 from pipeline_plugins.datasets.idx import DatasetFilesMissing
 
 if TYPE_CHECKING:
@@ -73,7 +72,7 @@ def _load(path: Path, mode: str, size: int | None) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array  # (h, w, c)
 
 
-class ImageFolder(Dataset):
+class ImageFolder(ImageDataset):
     name = "image_folder"
     description = "PNG/JPEG files in a local folder (class subfolders → labels), scaled to [-1, 1]"
     Settings = ImageFolderSettings
