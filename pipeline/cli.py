@@ -11,6 +11,7 @@ import sys
 import click
 
 from pipeline.errors import PipelineError
+from pipeline.tune_factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, SAMPLERS
 from pipeline.urls import mask_url
 
 # MLflow telemetry stays off unless the user turned it on (see pipeline.tracking).
@@ -236,14 +237,14 @@ def _load_resume(source: str, tracking) -> dict:
 )
 @click.option(
     "--sampler",
-    type=click.Choice(["tpe", "random", "grid", "cmaes"]),
-    default="tpe",
+    type=click.Choice(list(SAMPLERS)),
+    default=DEFAULT_SAMPLER,
     show_default=True,
 )
 @click.option(
     "--pruner",
-    type=click.Choice(["median", "hyperband", "none"]),
-    default="median",
+    type=click.Choice(list(PRUNERS)),
+    default=DEFAULT_PRUNER,
     show_default=True,
 )
 @click.option("--seed", type=int, default=None, help="The sampler's seed.")
@@ -322,8 +323,8 @@ def tune(
 @with_tracking_options
 def best(study_name, storage, as_json, tracking_uri, mlflow_config, experiment_name) -> None:
     """The best trial of a study: its value, params and MLflow run."""
+    from pipeline.best import best_report
     from pipeline.tracking import TrackingSettings
-    from pipeline.tune import best_report
 
     tracking = TrackingSettings.load(
         mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name

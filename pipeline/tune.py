@@ -11,6 +11,9 @@
   ``MLflowCallback`` loses that link with ``n_jobs > 1``).
 - Pruning: the objective metric is reported at every evaluation; a pruned trial stops at
   once, is PRUNED in Optuna and KILLED in MLflow (not FAILED), with the step it reached.
+
+Samplers and pruners by name: :mod:`pipeline.tune_factories`; the lines it prints and the
+study's artifacts: :mod:`pipeline.tune_report`; ``pipeline best``: :mod:`pipeline.best`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import os
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,18 +34,19 @@ import yaml
 from pipeline.config import apply_overrides, load_yaml, validate
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.registry import PluginRuntimeError, Registry
-from pipeline.search_space import SearchSpace, build_search_space
+from pipeline.search_space import build_search_space
 from pipeline.storage import (
     check_artifact_location,
     default_storage_path,  # noqa: F401  (re-exported: it lived here)
-    open_storage,
     parse_storage,
 )
 from pipeline.tracking import RunTracker, TrackingSettings, client_for
+from pipeline.tune_factories import make_pruner, make_sampler
+from pipeline.tune_report import best_trial as _best_trial
+from pipeline.tune_report import log_study_artifacts, summary
+from pipeline.tune_report import trial_line as _trial_line
 from pipeline.urls import mask_url
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes")
-PRUNERS = ("median", "hyperband", "none")
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
@@ -58,40 +61,6 @@ class TuneOptions:
     seed: int | None = None
     device: str | None = None
     n_jobs: int = 1
-
-
-def make_sampler(name: str, seed: int | None, space: SearchSpace):
-    import optuna
-
-    if name == "tpe":
-        # multivariate + group: TPE that models conditional (group-wise) spaces jointly
-        # (Falkner et al. 2018; Optuna's recommendation for define-by-run conditionals)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
-    if name == "cmaes":
-        if any(p.type == "categorical" for p in space.params.values()):
-            raise ConfigError("--sampler", "cmaes needs a numeric space (no categoricals)")
-        return optuna.samplers.CmaEsSampler(seed=seed)
-    raise ConfigError("--sampler", f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
-
-
-def make_pruner(name: str, steps: int, eval_every: int):
-    import optuna
-
-    if name == "median":
-        # Optuna's defaults, but never at a trial's first evaluation: GAN metrics that
-        # early are mostly noise (a 30-trial WGAN-GP tune here pruned 19 trials there)
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=eval_every + 1)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=eval_every, max_resource=steps)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ConfigError("--pruner", f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}")
 
 
 class Tuner:
@@ -369,158 +338,3 @@ def _reload_user_attr(study, key: str) -> Any:
 
     reloaded = optuna.load_study(study_name=study.study_name, storage=study._storage)
     return reloaded.user_attrs.get(key)
-
-
-def _best_trial(study):
-    import optuna
-
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-    if not done:
-        return None
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _trial_line(trial, metric: str) -> str:
-    params = " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
-    state = trial.state.name
-    if state == "COMPLETE":
-        result = f"{metric}={_fmt(trial.value)}"
-    elif state == "PRUNED":
-        result = f"at step {trial.user_attrs.get('pruned_at_step', '?')}"
-    else:
-        result = ""
-    seconds = trial.duration.total_seconds() if trial.duration else float("nan")
-    line = f"trial {trial.number:4d}  {state:<8} {result:<18} {params}  ({seconds:.1f} s)"
-    if state == "FAIL" and "fail_reason" in trial.user_attrs:
-        line += f"\n  {trial.user_attrs['fail_reason']}"
-    return line
-
-
-def summary(study, metric: str, wall: float) -> str:
-    import optuna
-
-    from pipeline import dead_trials
-
-    counts = dead_trials.state_counts(study)
-    parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
-    best = _best_trial(study)
-    line = f"{len(study.trials)} trials in the study ({parts}); this run took {wall:.0f} s"
-    if best is not None:
-        params = " ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-        line += f"\nbest: trial {best.number}, {metric}={_fmt(best.value)}, {params}"
-        run_id = best.user_attrs.get("mlflow_run_id")
-        if run_id:
-            line += f", MLflow run {run_id}"
-    del optuna
-    return line
-
-
-def log_study_artifacts(study, parent: RunTracker, space: SearchSpace) -> None:
-    """Trials table (CSV) and Optuna's plots (history, importances, contour) as HTML + PNG."""
-    import optuna
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        frame = study.trials_dataframe()
-        frame.to_csv(out / "trials.csv", index=False)
-        parent.log_artifact(out / "trials.csv")
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if not complete:
-            return
-        names = list(space.params)
-        contour = [n for n in ("train.n_critic", "constraint.weight") if n in names]
-        if len(contour) < 2:
-            contour = [n for n in names if space.params[n].type != "categorical"][:2]
-        plots: dict[str, tuple[Callable, Callable, dict]] = {
-            "optimization_history": (
-                optuna.visualization.plot_optimization_history,
-                optuna.visualization.matplotlib.plot_optimization_history,
-                {},
-            ),
-        }
-        if len(names) >= 2 and len(complete) >= 2:
-            plots["param_importances"] = (
-                optuna.visualization.plot_param_importances,
-                optuna.visualization.matplotlib.plot_param_importances,
-                {},
-            )
-        if len(contour) == 2 and len(complete) >= 2:
-            plots["contour"] = (
-                optuna.visualization.plot_contour,
-                optuna.visualization.matplotlib.plot_contour,
-                {"params": contour},
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the matplotlib backend is "experimental"
-            for name, (html_plot, png_plot, kwargs) in plots.items():
-                _save_plot(out, name, html_plot, png_plot, study, kwargs, parent)
-
-
-def _save_plot(out, name, html_plot, png_plot, study, kwargs, parent) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    try:
-        html_plot(study, **kwargs).write_html(out / f"{name}.html", include_plotlyjs=True)
-        parent.log_artifact(out / f"{name}.html", "plots")
-    except (ImportError, ValueError, RuntimeError) as exc:  # plotly missing, too few trials
-        parent.set_tags({f"plot_skipped.{name}.html": str(exc)[:500]})
-    try:
-        axes = png_plot(study, **kwargs)
-        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-        figure.set_size_inches(8, 6)
-        figure.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
-        plt.close(figure)
-        parent.log_artifact(out / f"{name}.png", "plots")
-    except (ImportError, ValueError, RuntimeError) as exc:
-        parent.set_tags({f"plot_skipped.{name}.png": str(exc)[:500]})
-
-
-def best_report(study_name: str, storage: str | None, tracking: TrackingSettings | None) -> dict:
-    """The best trial of a study, its params and its MLflow run, as a dict."""
-    import optuna
-
-    from pipeline import dead_trials
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    store, url = open_storage(storage, tracking, must_exist=True)
-    url = mask_url(url)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=store)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
-        raise ConfigError(
-            "study", f"no study {study_name!r} in {url}; studies: {', '.join(names) or 'none'}"
-        ) from None
-    best = _best_trial(study)
-    counts = dead_trials.state_counts(study)  # a dead worker's trial is DEAD, not RUNNING
-    report: dict[str, Any] = {
-        "study": study_name,
-        "storage": url,
-        "direction": study.direction.name.lower(),
-        "objective": study.user_attrs.get("objective_metric"),
-        "trials": {
-            s: counts.get(s, 0)
-            for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING", "DEAD")
-        },
-        "parent_run_id": study.user_attrs.get(PARENT_ATTR),
-    }
-    if best is not None:
-        report |= {
-            "best_trial": best.number,
-            "best_value": best.value,
-            "best_params": best.params,
-            "best_run_id": best.user_attrs.get("mlflow_run_id"),
-        }
-    return report

@@ -365,3 +365,36 @@ def test_a_study_refuses_to_go_on_with_another_config(tmp_path, monkeypatch, reg
     with pytest.raises(ConfigError, match=r"train\.steps"):
         other.run()
     assert len(load(tmp_path).trials) == 1
+
+
+#: the Optuna class each ``--sampler`` / ``--pruner`` name stands for
+SAMPLER_CLASSES = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "grid": optuna.samplers.GridSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+}
+PRUNER_CLASSES = {
+    "median": optuna.pruners.MedianPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def test_every_sampler_and_pruner_the_cli_offers_is_built(tmp_path, registry):
+    params = main.commands["tune"].params
+    choices = {p.name: p.type.choices for p in params if p.name in ("sampler", "pruner")}
+    assert sorted(choices["sampler"]) == sorted(SAMPLER_CLASSES)
+    assert sorted(choices["pruner"]) == sorted(PRUNER_CLASSES)
+    path = space_file(tmp_path, {"train.n_critic": {"type": "int", "low": 1, "high": 3}})
+    for sampler, pruner in zip(choices["sampler"], [*choices["pruner"], "median"], strict=True):
+        options = TuneOptions(sampler=sampler, pruner=pruner, seed=0)
+        tuner = Tuner(path, [], options, registry=registry, tracking=None)
+        assert type(tuner.sampler) is SAMPLER_CLASSES[sampler]
+        assert type(tuner.pruner) is PRUNER_CLASSES[pruner]
+
+
+def test_cmaes_refuses_a_categorical_space(tmp_path, registry):
+    path = space_file(tmp_path, {"loss.name": {"type": "categorical", "choices": ["wgan"]}})
+    with pytest.raises(ConfigError, match="--sampler: cmaes needs a numeric space"):
+        Tuner(path, [], TuneOptions(sampler="cmaes"), registry=registry, tracking=None)
