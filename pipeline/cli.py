@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 
 import click
 
+from pipeline.cli_options import override_option, with_tracking_options
 from pipeline.errors import PipelineError
 from pipeline.tune_factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, SAMPLERS
 from pipeline.urls import mask_url
@@ -64,44 +63,6 @@ def main(plugin_modules, blocked, no_autoload) -> None:
     )
 
 
-tracking_options = [
-    click.option(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, mlflow.yaml, "
-        "sqlite:///mlflow.db).",
-    ),
-    click.option(
-        "--mlflow-config",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="MLflow settings file (default: ./mlflow.yaml when present).",
-    ),
-    click.option(
-        "--experiment-name",
-        default=None,
-        help="MLflow experiment (default: mlflow.yaml, then the experiment's name).",
-    ),
-]
-
-
-#: ``-o key=value``, repeatable, read as YAML (train and tune)
-override_option = click.option(
-    "-o",
-    "--override",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value, e.g. -o train.steps=2000 (repeatable; read as YAML).",
-)
-
-
-def with_tracking_options(f):
-    for option in reversed(tracking_options):
-        f = option(f)
-    return f
-
-
 @main.command()
 @click.argument("experiment_file", type=click.Path(dir_okay=False))
 @override_option
@@ -120,14 +81,11 @@ def train(
     device,
     no_progress,
     resume,
-    tracking_uri,
-    mlflow_config,
-    experiment_name,
+    tracking_flags,
 ) -> None:
     """Train one experiment file as one MLflow run."""
     from pipeline.config import load_experiment
     from pipeline.registry import default_registry
-    from pipeline.tracking import TrackingSettings
 
     registry = default_registry()
     if device is not None:
@@ -136,9 +94,7 @@ def train(
     from pipeline.train import resolve_device, run_training  # torch: only for a valid file
 
     resolve_device(exp.train.device)  # a bad device is bad input: fail before any run exists
-    tracking = TrackingSettings.load(
-        mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name
-    )
+    tracking = tracking_flags.load()
     from pipeline.storage import check_artifact_location
 
     check_artifact_location(tracking, tracking.experiment_name or exp.name)
@@ -269,9 +225,7 @@ def tune(
     seed,
     device,
     n_jobs,
-    tracking_uri,
-    mlflow_config,
-    experiment_name,
+    tracking_flags,
 ) -> None:
     """Search the experiment's `tune:` space with Optuna; every trial is an MLflow run.
 
@@ -279,14 +233,11 @@ def tune(
     several shells (or machines, with a shared --storage) to add workers.
     """
     from pipeline.registry import default_registry
-    from pipeline.tracking import TrackingSettings
     from pipeline.tune import TuneOptions, Tuner
 
     if n_trials is None and timeout is None:
         n_trials = 20
-    tracking = TrackingSettings.load(
-        mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name
-    )
+    tracking = tracking_flags.load()
     options = TuneOptions(
         n_trials=n_trials,
         timeout=timeout,
@@ -321,14 +272,11 @@ def tune(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @with_tracking_options
-def best(study_name, storage, as_json, tracking_uri, mlflow_config, experiment_name) -> None:
+def best(study_name, storage, as_json, tracking_flags) -> None:
     """The best trial of a study: its value, params and MLflow run."""
     from pipeline.best import best_report
-    from pipeline.tracking import TrackingSettings
 
-    tracking = TrackingSettings.load(
-        mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name
-    )
+    tracking = tracking_flags.load()
     report = best_report(study_name, storage, tracking)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -396,18 +344,17 @@ def plugins(as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--no-browser", is_flag=True, help="Only print the address.")
 @with_tracking_options
-def ui(name, port, host, no_browser, tracking_uri, mlflow_config, experiment_name) -> None:
+def ui(name, port, host, no_browser, tracking_flags) -> None:
     """Start the MLflow UI on the configured store, opened on an experiment's runs.
 
     NAME is the experiment (or study) to open; default: the most recently active one.
     """
-    from pipeline.tracking import TrackingSettings, client_for
+    from pipeline.tracking import client_for
+    from pipeline.ui_server import experiment_to_open, serve
 
-    tracking = TrackingSettings.load(
-        mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name
-    )
+    tracking = tracking_flags.load()
     url = f"http://{host}:{port}/"
-    experiment_id = _experiment_to_open(client_for(tracking), name or tracking.experiment_name)
+    experiment_id = experiment_to_open(client_for(tracking), name or tracking.experiment_name)
     if experiment_id is not None:
         url += f"#/experiments/{experiment_id}/runs"
     elif name:
@@ -415,67 +362,7 @@ def ui(name, port, host, no_browser, tracking_uri, mlflow_config, experiment_nam
             f"no MLflow experiment named {name!r} in {mask_url(tracking.tracking_uri)}"
         )
     click.echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}; Ctrl-C to stop)")
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
-    env = dict(os.environ)
-    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    # the stores go by environment (the options' envvars), not argv: a password in the
-    # URI would be in every user's `ps` (/proc/PID/cmdline); a process's environment is not
-    env["MLFLOW_BACKEND_STORE_URI"] = tracking.tracking_uri
-    env["MLFLOW_DEFAULT_ARTIFACT_ROOT"] = tracking.artifact_uri()
-    # the server and its workers get a process group of their own, stopped as a whole on
-    # Ctrl-C or SIGTERM, so no orphaned server keeps the port
-    server = subprocess.Popen(cmd, env=env, start_new_session=True)
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        if not no_browser and _wait_healthy(f"http://{host}:{port}/health", server):
-            import webbrowser
-
-            webbrowser.open(url)
-        sys.exit(server.wait())
-    except KeyboardInterrupt:
-        _stop_group(server)
-        sys.exit(130)
-
-
-def _stop_group(server: subprocess.Popen) -> None:
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _experiment_to_open(client, name: str | None) -> str | None:
-    """The id of experiment ``name``, or of the most recently active one."""
-    if name:
-        found = client.get_experiment_by_name(name)
-        return None if found is None else found.experiment_id
-    runs = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()],
-        max_results=1,
-        order_by=["attributes.start_time DESC"],
-    )
-    return runs[0].info.experiment_id if runs else None
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60) -> bool:
-    import time
-    import urllib.request
-
-    deadline = time.time() + timeout
-    while time.time() < deadline and server.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return True
-        except OSError:
-            time.sleep(0.5)
-    return False
+    sys.exit(serve(tracking, host, port, open_url=None if no_browser else url))
 
 
 if __name__ == "__main__":  # pragma: no cover
