@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from pipeline.cli import main
-from tests.conftest import EXPERIMENTS, ROOT, tiny
+from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, tiny
 
 SEED_EXPERIMENTS = [
     "gan_ring8.yaml",
@@ -55,7 +55,7 @@ def test_train_end_to_end_is_tracked(file, shared_store, monkeypatch, tmp_path):
     assert "optimizer.critic.lr" in params and "constraint.name" in params
     tags = run.data.tags
     assert tags["plugin.loss"] == params["loss.name"]
-    assert tags["plugin.loss.package"] == "gan-pipeline 0.1.0"
+    assert tags["plugin.loss.package"] == GAN_PIPELINE
     history = client.get_metric_history(run_id, "loss/critic")
     assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6]
     assert "loss/generator" in run.data.metrics and "grad_norm/critic" in run.data.metrics
@@ -134,7 +134,8 @@ def test_plugins_lists_every_builtin_with_its_package():
     names = {(r["kind"], r["name"]) for r in rows}
     assert ("loss", "hinge") in names and ("constraint", "spectral_norm") in names
     assert ("dataset", "grid25") in names and ("metric", "reverse_kl") in names
-    assert all(r["package"] == "built-in" and r["version"] == "0.1.0" for r in rows)
+    version = GAN_PIPELINE.removeprefix("gan-pipeline ")
+    assert all(r["package"] == "built-in" and r["version"] == version for r in rows)
     table = CliRunner().invoke(main, ["plugins"]).output
     assert "gradient_penalty" in table and "constraint" in table
 
