@@ -8,6 +8,8 @@ naming the dotted field (``train.n_critic``, ``constraint.weight``, ``loss.name`
 from __future__ import annotations
 
 import copy
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,13 +151,57 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """A copy of ``raw`` with each ``key.path=value`` set (sections created as needed)."""
+def apply_overrides(
+    raw: dict[str, Any],
+    overrides: list[str] | tuple[str, ...],
+    *,
+    registry: Registry | None = None,
+    note: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``key.path=value`` set (sections created as needed).
+
+    With a ``registry``, ``-o section.name=other`` replaces the file's plugin the way a
+    tune: categorical does: the file's settings of that section that ``other`` does not have
+    are dropped, and ``note`` (default: stderr) says which. Settings given as overrides stay
+    strict: ``-o constraint.name=gradient_penalty -o constraint.n_power_iterations=2`` is
+    refused, naming ``constraint.n_power_iterations``.
+    """
     data = copy.deepcopy(raw)
-    for text in overrides:
-        key, value = parse_override(text)
+    parsed = [parse_override(text) for text in overrides]
+    if registry is not None:
+        for key, value in parsed:
+            _switch_plugin(data, key, value, registry, note or _to_stderr)
+    for key, value in parsed:
         set_dotted(data, key, value)
     return data
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _switch_plugin(
+    data: dict[str, Any], key: str, value: Any, registry: Registry, note: Callable[[str], None]
+) -> None:
+    """Drop the file's settings of ``section`` that the plugin ``key``'s new value lacks."""
+    for section, kind in PLUGIN_SECTIONS:
+        if key != f"{section}.name":
+            continue
+        node = _section(data, section)
+        if not isinstance(node, dict) or node.get("name") == value:
+            return
+        if not isinstance(value, str) or not registry.has(kind, value):
+            return  # validation names the unknown plugin
+        fields = registry.get(kind, value).cls.Settings.model_fields
+        dropped = [k for k in node if k != "name" and k not in fields]
+        for k in dropped:
+            del node[k]
+        if dropped:
+            note(
+                f"note: {key}={value} replaces {node.get('name')!r}; dropped the file's "
+                f"{', '.join(f'{section}.{k}' for k in dropped)} ({value} has no such setting)"
+            )
+        return
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -353,7 +399,12 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
 
 
 def load_experiment(
-    path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, registry: Registry
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    registry: Registry,
+    note: Callable[[str], None] | None = None,
 ) -> Experiment:
-    """Load, override and validate an experiment file."""
-    return validate(apply_overrides(load_yaml(path), overrides), registry)
+    """Load, override and validate an experiment file (see :func:`apply_overrides`)."""
+    data = apply_overrides(load_yaml(path), overrides, registry=registry, note=note)
+    return validate(data, registry)

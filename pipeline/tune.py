@@ -86,7 +86,7 @@ class Tuner:
         self.registry = registry
         self.tracking = tracking
         self.echo = echo
-        base = apply_overrides(load_yaml(experiment_file), overrides)
+        base = apply_overrides(load_yaml(experiment_file), overrides, registry=registry)
         if options.device is not None:
             base = apply_overrides(base, [f"train.device={options.device}"])
         # everything is validated before the first trial: the base, the space, the device

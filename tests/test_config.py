@@ -191,3 +191,39 @@ def test_metric_settings_come_from_the_experiment_file(registry, tmp_path):
         load_experiment(
             EXPERIMENTS / "gan_ring8.yaml", ["metrics=[{name: w1, bogus: 1}]"], registry=registry
         )
+
+
+def test_overriding_a_plugin_name_drops_the_file_settings_it_lacks(registry, capsys):
+    # sngan_ring8 sets constraint.n_power_iterations, which gradient_penalty does not have
+    exp = load_experiment(
+        EXPERIMENTS / "sngan_ring8.yaml", ["constraint.name=gradient_penalty"], registry=registry
+    )
+    assert exp.resolved["constraint"] == {"name": "gradient_penalty", "weight": 10.0}
+    err = capsys.readouterr().err
+    assert "constraint.n_power_iterations" in err and "dropped" in err
+    # a setting both plugins have is kept: Adam → RMSProp keeps lr, drops betas
+    switched = load_experiment(
+        EXPERIMENTS / "wgan_gp_grid25.yaml", ["optimizer.critic.name=rmsprop"], registry=registry
+    )
+    critic = switched.resolved["optimizer"]["critic"]
+    assert critic["name"] == "rmsprop" and critic["lr"] == pytest.approx(1e-4)
+    assert "betas" not in critic
+    assert "optimizer.critic.betas" in capsys.readouterr().err
+
+
+def test_settings_given_as_overrides_stay_strict_after_a_switch(registry):
+    with pytest.raises(ConfigError) as info:
+        load_experiment(
+            EXPERIMENTS / "sngan_ring8.yaml",
+            ["constraint.name=gradient_penalty", "constraint.n_power_iterations=2"],
+            registry=registry,
+        )
+    assert info.value.field == "constraint.n_power_iterations"
+
+
+def test_a_same_name_override_keeps_the_file_settings(registry, capsys):
+    exp = load_experiment(
+        EXPERIMENTS / "sngan_ring8.yaml", ["constraint.name=spectral_norm"], registry=registry
+    )
+    assert exp.resolved["constraint"]["n_power_iterations"] == 1
+    assert capsys.readouterr().err == ""
