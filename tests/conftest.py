@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def classifier_cache(tmp_path_factory):
-    """Feature classifiers of the image metrics are cached in a temp dir, never in ~/.cache."""
+def classifier_cache(tmp_path_factory) -> Iterator[Path]:
+    """Feature classifiers of the image metrics are cached in one temp dir for the whole
+    session (so the image test modules train the digits classifier once), never in
+    ~/.cache; the folder it yields is ``$GAN_PIPELINE_CLASSIFIER_CACHE``."""
     path = tmp_path_factory.mktemp("classifier-cache")
     previous = os.environ.get("GAN_PIPELINE_CLASSIFIER_CACHE")
     os.environ["GAN_PIPELINE_CLASSIFIER_CACHE"] = str(path)
@@ -28,6 +31,19 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 #: the installed gan-pipeline, as errors and MLflow tags name it ("gan-pipeline 0.1.0")
 GAN_PIPELINE = f"gan-pipeline {importlib.metadata.version('gan-pipeline')}"
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module's tests (``pytest.mark.usefixtures("one_thread")``): on
+    the 2-core test machine, shared with other work, two threads made small conv nets
+    several times slower than one (measured)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +73,24 @@ def tiny(path: str | Path, *extra: str) -> list[str]:
         "train.eval_samples=500",
         *extra,
     ]
+
+
+#: 16-wide MLPs on batches of 32
+SMALL = ("model.g_width=16", "model.d_width=16", "train.batch_size=32")
+#: four steps of them, evaluated on 200 samples: the tuning, storage and secrets tests
+TINY_SMALL = [
+    "train.steps=4",
+    "train.eval_every=2",
+    "train.log_every=2",
+    "train.eval_samples=200",
+    *SMALL,
+]
+
+
+def train_args(file: str, store, *extra: str) -> list[str]:
+    """``pipeline train`` arguments: the experiment ``file`` on :func:`tiny` budgets (plus
+    ``extra`` overrides), tracked in ``store`` (a ``TrackingSettings``)."""
+    args = ["train", str(EXPERIMENTS / file), "--no-progress", "--tracking-uri", store.tracking_uri]
+    for o in tiny(file, *extra):
+        args += ["-o", o]
+    return args

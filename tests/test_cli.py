@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from pipeline.cli import main
-from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, tiny
+from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, train_args
 
 SEED_EXPERIMENTS = [
     "gan_ring8.yaml",
@@ -27,13 +27,6 @@ SEED_EXPERIMENTS = [
     "sngan_ring8.yaml",
     "gan_digits.yaml",
 ]
-
-
-def train_args(file: str, store, *extra: str) -> list[str]:
-    args = ["train", str(EXPERIMENTS / file), "--no-progress", "--tracking-uri", store.tracking_uri]
-    for o in tiny(file, *extra):
-        args += ["-o", o]
-    return args
 
 
 @pytest.mark.slow

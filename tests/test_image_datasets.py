@@ -20,7 +20,7 @@ from pipeline_plugins.datasets.fashion_mnist import FashionMNIST
 from pipeline_plugins.datasets.idx import DatasetFilesMissing, read_idx, write_idx
 from pipeline_plugins.datasets.image_folder import ImageFolder
 from pipeline_plugins.datasets.mnist import MNIST
-from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+from pipeline_plugins.metrics.labelled_images import has_labelled_images
 
 
 def gen(seed: int) -> torch.Generator:

@@ -1,34 +1,46 @@
 """Image metrics in the features of a classifier trained on the real digits.
 
-The classifier is trained once for this module, into a cache folder under pytest's
-temporary directory (``$GAN_PIPELINE_CLASSIFIER_CACHE``), never into ``~/.cache``.
+The classifier is trained once, in a fresh process, into the session's cache folder under
+pytest's temporary directory (``$GAN_PIPELINE_CLASSIFIER_CACHE``, the ``classifier_cache``
+fixture), never into ``~/.cache``; this process then loads it from there.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline.types import Metric
+from pipeline.types import Dataset, Metric
 from pipeline_plugins.datasets.digits import Digits
 from pipeline_plugins.datasets.ring8 import Ring8
-from pipeline_plugins.metrics import feature_classifier as fc
+from pipeline_plugins.metrics import classifier_training, feature_net
 from pipeline_plugins.metrics.class_coverage import ClassCoverage
 from pipeline_plugins.metrics.class_kl import ClassKL, kl_to_uniform
 from pipeline_plugins.metrics.classifier_accuracy import ClassifierAccuracy
+from pipeline_plugins.metrics.classifier_cache import cache_key
 from pipeline_plugins.metrics.classifier_fd import ClassifierFD
+from pipeline_plugins.metrics.classifier_store import classifier_for
+from pipeline_plugins.metrics.classifier_training import Recipe, accuracy
 from pipeline_plugins.metrics.knn_manifold import (
     distances,
     inside_manifold,
     knn_radii,
     manifold_share,
 )
+from pipeline_plugins.metrics.labelled_images import labelled_split
 from pipeline_plugins.metrics.precision import Precision
 from pipeline_plugins.metrics.recall import Recall
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 IMAGE_METRICS = [
     (ClassifierFD, "classifier_fd", "minimize"),
@@ -39,50 +51,66 @@ IMAGE_METRICS = [
     (ClassifierAccuracy, "classifier_accuracy", "maximize"),
 ]
 
+#: a fresh process gets the digits classifier (with two torch threads and a seeded global
+#: RNG around the call), prints what it reports as JSON, and saves its held-out logits
+FRESH_PROCESS = """
+import json, sys
+import torch
+from pipeline_plugins.datasets.digits import Digits
+from pipeline_plugins.metrics.classifier_store import classifier_for
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on the 2-core test machine, shared with other work, two threads
-    made these small conv nets several times slower (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+torch.manual_seed(1234)
+torch.set_num_threads(2)
+rng = torch.get_rng_state()
+clf = classifier_for(Digits())
+report = {
+    "rng_unchanged": torch.equal(rng, torch.get_rng_state()),
+    "threads_restored": torch.get_num_threads() == 2,
+}
+torch.set_num_threads(1)
+torch.save(clf.net(Digits().heldout_images).detach(), sys.argv[1])
+for name in ("key", "loaded_from_cache", "heldout_accuracy", "train_seconds", "n_train",
+             "n_heldout", "num_classes"):
+    report[name] = getattr(clf, name)
+report["path"] = str(clf.path)
+print(json.dumps(report))
+"""
+
+
+def in_fresh_process(folder: Path) -> tuple[dict, torch.Tensor]:
+    """What :data:`FRESH_PROCESS` reports, and its held-out logits (kept in ``folder``)."""
+    logits = folder / "heldout_logits.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(logits)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1]), torch.load(logits)
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """Point the classifier cache at a temp folder shared by the image test modules."""
-    folder = tmp_path_factory.getbasetemp() / "classifier-cache"
-    mp = pytest.MonkeyPatch()
-    mp.setenv(fc.CACHE_ENV, str(folder))
-    yield folder
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def digits(cache) -> Digits:
+def digits() -> Digits:
     return Digits()
 
 
 @pytest.fixture(scope="module")
-def trained(digits, cache):
-    """The digits classifier, trained here (nothing cached yet), with the RNG state around it."""
-    fc._BY_KEY.clear()
-    fc._BY_DATASET.clear()
-    for stale in cache.glob("*.pt"):
+def trained(classifier_cache, tmp_path_factory) -> tuple[dict, torch.Tensor]:
+    """The digits classifier trained from an empty cache in a fresh process: its report and
+    held-out logits."""
+    for stale in classifier_cache.glob("*.pt"):
         stale.unlink()
-    before = dict(fc.STATS)
-    torch.manual_seed(1234)
-    rng_before = torch.get_rng_state()
-    threads = torch.get_num_threads()
-    clf = fc.classifier_for(digits)
-    return {
-        "clf": clf,
-        "stats_before": before,
-        "rng_unchanged": torch.equal(rng_before, torch.get_rng_state()),
-        "threads_restored": torch.get_num_threads() == threads,
-    }
+    return in_fresh_process(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="module")
+def clf(trained, digits):
+    """The same classifier in this process: loaded from the file the fresh process wrote
+    (or the one this process already holds: the same key, the same weights)."""
+    return classifier_for(digits)
 
 
 def gen(seed: int) -> torch.Generator:
@@ -100,58 +128,91 @@ def test_metric_plugins_register_and_apply_to_labelled_images_only(cls, name, di
     assert not cls().applies_to(Ring8())
 
 
-def test_classifier_trains_once_reaches_97_percent_and_leaves_the_rng_alone(trained, cache):
-    clf = trained["clf"]
-    assert not clf.loaded_from_cache
-    assert fc.STATS["trained"] == trained["stats_before"].get("trained", 0) + 1
-    assert clf.heldout_accuracy >= 0.97  # the issue's bar; 359 held-out digits
-    assert clf.n_train == 1438 and clf.n_heldout == 359 and clf.num_classes == 10
-    assert clf.train_seconds > 0
-    assert clf.path.parent == cache and clf.path.is_file()
-    assert clf.path.name == f"{clf.key}.pt"
-    assert trained["rng_unchanged"] and trained["threads_restored"]
-    # the accuracy is recomputed from the weights, not just trusted from the record
-    assert fc.accuracy(clf.net, Digits().heldout_images, Digits().heldout_labels) == pytest.approx(
-        clf.heldout_accuracy
+class LooksLikeImages(Dataset):
+    """Images and labels as attributes, but not an ImageDataset: no contract, no metrics."""
+
+    name = "looks_like_images"
+    shape = (1, 8, 8)
+
+    def __init__(self, digits: Digits) -> None:
+        super().__init__()
+        self.images, self.labels = digits.images, digits.labels
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.images[torch.randint(len(self.images), (n,), generator=generator)]
+
+
+@pytest.mark.parametrize("cls", [cls for cls, _, _ in IMAGE_METRICS])
+def test_the_metrics_apply_by_the_image_dataset_contract_not_by_attributes(cls, digits):
+    assert not cls().applies_to(LooksLikeImages(digits))
+
+
+def test_classifier_trains_reaches_97_percent_and_leaves_the_rng_alone(trained, classifier_cache):
+    report, _ = trained
+    assert not report["loaded_from_cache"]
+    assert report["heldout_accuracy"] >= 0.97  # the issue's bar; 359 held-out digits
+    assert report["n_train"] == 1438 and report["n_heldout"] == 359
+    assert report["num_classes"] == 10 and report["train_seconds"] > 0
+    path = Path(report["path"])
+    assert path.parent == classifier_cache and path.is_file()
+    assert path.name == f"{report['key']}.pt"
+    assert report["rng_unchanged"] and report["threads_restored"]
+
+
+def test_the_accuracy_is_recomputed_from_the_cached_weights(trained, clf, digits):
+    report, _ = trained
+    assert clf.key == report["key"]
+    assert accuracy(clf.net, digits.heldout_images, digits.heldout_labels) == pytest.approx(
+        report["heldout_accuracy"]
     )
 
 
-def test_second_use_loads_from_the_disk_cache(trained, digits):
-    clf = trained["clf"]
-    mtime = clf.path.stat().st_mtime_ns
-    stats = dict(fc.STATS)
-    # same process: the same object, no disk access
-    assert fc.classifier_for(Digits()) is clf
-    # a fresh process (simulated by forgetting the in-memory ones) loads the file
-    fc._BY_KEY.clear()
-    fc._BY_DATASET.clear()
-    rng = torch.get_rng_state()
-    loaded = fc.classifier_for(Digits())
+def test_the_same_process_keeps_one_classifier(clf):
+    assert classifier_for(Digits()) is clf  # another Digits object: found by its key
+
+
+def test_a_fresh_process_loads_the_disk_cache(trained, tmp_path):
+    report, logits = trained
+    path = Path(report["path"])
+    mtime = path.stat().st_mtime_ns
+    again, again_logits = in_fresh_process(tmp_path)
+    assert again["loaded_from_cache"] and again["key"] == report["key"]
+    assert path.stat().st_mtime_ns == mtime  # read, not trained and written again
     # loading must not move the global RNG either: a GAN run that evaluates would then
     # train differently with and without a cached classifier
-    assert torch.equal(rng, torch.get_rng_state())
-    assert loaded is not clf and loaded.loaded_from_cache
-    assert fc.STATS["trained"] == stats.get("trained", 0)
-    assert fc.STATS["loaded"] == stats.get("loaded", 0) + 1
-    assert clf.path.stat().st_mtime_ns == mtime
-    assert loaded.heldout_accuracy == clf.heldout_accuracy
-    x = digits.heldout_images
-    assert torch.equal(loaded.net(x), clf.net(x))
-    # the key covers the data: other pixels, another key
-    split = fc.labelled_split(digits)
-    key = fc.cache_key(split, fc.Recipe())
+    assert again["rng_unchanged"] and again["threads_restored"]
+    assert again["heldout_accuracy"] == report["heldout_accuracy"]
+    assert again["train_seconds"] == report["train_seconds"]  # the record, not a new time
+    assert torch.equal(again_logits, logits)
+
+
+def test_the_cache_key_covers_the_data_and_the_recipe(clf, digits):
+    split = labelled_split(digits)
+    key = cache_key(split, Recipe())
     assert key == clf.key
     split.train_images = split.train_images.clone()
     split.train_images[0, 0, 0, 0] += 0.5
-    assert fc.cache_key(split, fc.Recipe()) != key
-    assert fc.cache_key(fc.labelled_split(digits), fc.Recipe(seed=1)) != key
+    assert cache_key(split, Recipe()) != key
+    assert cache_key(labelled_split(digits), Recipe(seed=1)) != key
+
+
+@pytest.mark.parametrize("module", [feature_net, classifier_training])
+def test_the_cache_key_covers_the_code_of_the_network_and_its_training(
+    module, digits, tmp_path, monkeypatch
+):
+    split = labelled_split(digits)
+    key = cache_key(split, Recipe())
+    edited = tmp_path / Path(module.__file__).name
+    edited.write_bytes(Path(module.__file__).read_bytes() + b"\n# edited\n")
+    monkeypatch.setattr(module, "__file__", str(edited))
+    assert cache_key(split, Recipe()) != key
 
 
 def all_metrics(samples, dataset) -> dict[str, float]:
     return {cls.name: cls().compute(samples, dataset) for cls, _, _ in IMAGE_METRICS}
 
 
-def test_real_heldout_digits_against_the_training_digits(trained, digits):
+def test_real_heldout_digits_against_the_training_digits(clf, digits):
     held = all_metrics(digits.heldout_images, digits)  # 359 images never trained on
     # the finite-sample floor: 359 of the training images themselves
     floor_fd = ClassifierFD().compute(digits.train_images[:359], digits)
@@ -168,12 +229,12 @@ def test_real_heldout_digits_against_the_training_digits(trained, digits):
     # k = 3 manifolds of two samples of one distribution hold most of each other
     # (measured: precision 0.91, recall 0.89); uniform noise lies outside (measured 0, 0)
     assert held["precision"] > 0.8 and held["recall"] > 0.8
-    assert held["classifier_accuracy"] == trained["clf"].heldout_accuracy
+    assert held["classifier_accuracy"] == clf.heldout_accuracy
     assert Precision().compute(noise, digits) < 0.05
     assert Recall().compute(noise, digits) < 0.05
 
 
-def test_a_generator_stuck_on_one_image_covers_one_class(trained, digits):
+def test_a_generator_stuck_on_one_image_covers_one_class(clf, digits):
     stuck = digits.train_images[7:8].expand(500, 1, 8, 8).clone()
     values = all_metrics(stuck, digits)
     assert values["class_coverage"] == 1
@@ -183,10 +244,9 @@ def test_a_generator_stuck_on_one_image_covers_one_class(trained, digits):
     assert values["classifier_fd"] > 20 * real_fd
 
 
-def test_classifier_fd_matches_a_direct_computation(trained, digits):
+def test_classifier_fd_matches_a_direct_computation(clf, digits):
     """torchmetrics' Fréchet distance (eigenvalues of Σ_r Σ_g) equals the same formula computed
     through the symmetric matrix Σ_r^½ Σ_g Σ_r^½, which has the same trace of square root."""
-    clf = trained["clf"]
     x = digits.sample(400, gen(5)) * 0.8  # a distorted distribution: a non-trivial value
     real = clf.reference()[0].double().numpy()
     fake = clf.features_and_logits(x)[0].double().numpy()
@@ -199,7 +259,7 @@ def test_classifier_fd_matches_a_direct_computation(trained, digits):
     assert ClassifierFD().compute(x, digits) == pytest.approx(expected, rel=1e-3)
 
 
-def test_metrics_check_their_input(trained, digits):
+def test_metrics_check_their_input(clf, digits):
     for cls, _, _ in IMAGE_METRICS:
         with pytest.raises(ValueError, match="do not match"):
             cls().compute(torch.zeros(10, 1, 28, 28), digits)

@@ -22,7 +22,6 @@ from pipeline.tune import TuneOptions, Tuner
 from pipeline_plugins.constraints.gradient_penalty import gradient_penalty
 from pipeline_plugins.constraints.spectral_norm import apply_spectral_norm, sigma_estimates
 from pipeline_plugins.datasets.digits import Digits
-from pipeline_plugins.metrics import feature_classifier as fc
 from pipeline_plugins.metrics.classifier_fd import ClassifierFD
 from tests.conftest import EXPERIMENTS
 
@@ -45,24 +44,9 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-    """The classifier cache in pytest's temp folder (shared with test_image_metrics)."""
-    folder = tmp_path_factory.getbasetemp() / "classifier-cache"
-    mp = pytest.MonkeyPatch()
-    mp.setenv(fc.CACHE_ENV, str(folder))
-    yield folder
-    mp.undo()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Train on one thread: on the 2-core test machine, shared with other work, two torch
-    threads made these conv trainings several times slower than one (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: conv trainings on one torch thread; the classifier of the image metrics comes from the
+#: session's cache (conftest's ``classifier_cache``), shared with test_image_metrics
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spectral_sigma(weight: torch.Tensor) -> float:

@@ -28,7 +28,7 @@ from pipeline.registry import (
     reset_default_registry,
 )
 from pipeline.testing import registered
-from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, tiny
+from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, tiny, train_args
 
 BOOM = """
 import torch
@@ -92,11 +92,8 @@ def cli(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(main, list(args), env=env)
 
 
-def train_args(store, file: str = "gan_ring8.yaml", *extra: str) -> list[str]:
-    args = ["train", str(EXPERIMENTS / file), "--no-progress", "--tracking-uri", store.tracking_uri]
-    for o in tiny(file, "model.g_width=32", "model.d_width=32", *extra):
-        args += ["-o", o]
-    return args
+#: 32-wide MLPs: what these tests train
+NARROW = ("model.g_width=32", "model.d_width=32")
 
 
 def test_a_broken_package_is_named_and_blocking_it_lets_the_builtins_train(
@@ -107,7 +104,7 @@ def test_a_broken_package_is_named_and_blocking_it_lets_the_builtins_train(
     (tmp_path / "mlflow.yaml").write_text(f"artifact_location: {shared_store.artifact_location}\n")
 
     # blocked, or autoload off: never imported, the built-ins work
-    result = cli("--block", "broken", *train_args(shared_store))
+    result = cli("--block", "broken", *train_args("gan_ring8.yaml", shared_store, *NARROW))
     assert result.exit_code == 0, result.output
     run_id = result.output.split("MLflow run ")[1].split()[0]
     assert MlflowClient(shared_store.tracking_uri).get_run(run_id).info.status == "FINISHED"
@@ -119,7 +116,7 @@ def test_a_broken_package_is_named_and_blocking_it_lets_the_builtins_train(
     assert "broken_mod" not in sys.modules
 
     # not blocked: one message naming it, its package and version, and how to block it
-    for args in (["plugins"], train_args(shared_store)):
+    for args in (["plugins"], train_args("gan_ring8.yaml", shared_store, *NARROW)):
         result = cli(*args)
         assert result.exit_code == 2
         assert result.output.count("error:") == 1
@@ -230,7 +227,9 @@ def test_the_documented_loss_loads_with_plugin_and_trains(
     file.parent.mkdir()
     file.write_text(source)
     result = cli(
-        *train_args(shared_store, "sngan_ring8.yaml", "loss={name: margin_hinge, margin: 0.5}"),
+        *train_args(
+            "sngan_ring8.yaml", shared_store, *NARROW, "loss={name: margin_hinge, margin: 0.5}"
+        ),
         env={"GAN_PIPELINE_PLUGINS": str(file)},
     )
     assert result.exit_code == 0, result.output
@@ -255,7 +254,9 @@ def test_plugin_code_raising_in_train_names_the_plugin(site, shared_store, monke
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mlflow.yaml").write_text(f"artifact_location: {shared_store.artifact_location}\n")
     result = cli(
-        "--plugin", "boom", *train_args(shared_store, "gan_ring8.yaml", "constraint.name=boom")
+        "--plugin",
+        "boom",
+        *train_args("gan_ring8.yaml", shared_store, *NARROW, "constraint.name=boom"),
     )
     assert result.exit_code == 1
     message = result.output.strip().splitlines()[-1]
@@ -288,7 +289,7 @@ def test_plugin_code_raising_in_a_tune_trial_fails_that_trial_only(
     (tmp_path / "boom_tune.yaml").write_text(yaml.safe_dump(spec))
     args = ["tune", str(tmp_path / "boom_tune.yaml"), "--n-trials", "2", "--sampler", "grid"]
     args += ["--tracking-uri", shared_store.tracking_uri, "--storage", str(tmp_path / "j.log")]
-    for o in tiny("", "model.g_width=32", "model.d_width=32", "train.batch_size=32"):
+    for o in tiny("", *NARROW, "train.batch_size=32"):
         args += ["-o", o]
     with registered(boom, registry=default_registry(), package="boom-pkg", version="9.9"):
         result = cli(*args)

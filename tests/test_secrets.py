@@ -21,19 +21,10 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, TINY_SMALL
 from tests.servers import PG_HOST, PG_PORT, connect, fresh_database
 
 SECRET = "SeCrEt123"
-TINY = [
-    "train.steps=4",
-    "train.eval_every=2",
-    "train.log_every=2",
-    "train.eval_samples=200",
-    "model.g_width=16",
-    "model.d_width=16",
-    "train.batch_size=32",
-]
 EXE = os.path.join(os.path.dirname(sys.executable), "pipeline")
 
 
@@ -46,7 +37,7 @@ def pipeline(cwd: Path, *args: str) -> str:
 
 
 def overrides() -> list[str]:
-    return [arg for o in TINY for arg in ("-o", o)]
+    return [arg for o in TINY_SMALL for arg in ("-o", o)]
 
 
 def text_columns_holding(database: str, needle: str) -> list[str]:

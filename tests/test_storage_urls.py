@@ -19,7 +19,7 @@ from optuna.storages.journal import JournalRedisBackend
 
 from pipeline.cli import main
 from pipeline.urls import mask_url, scrub
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, TINY_SMALL
 from tests.servers import (
     PG_HOST,
     PG_PORT,
@@ -29,28 +29,19 @@ from tests.servers import (
     unused_database_name,
 )
 
-TINY = [
-    "train.steps=4",
-    "train.eval_every=2",
-    "train.log_every=2",
-    "train.eval_samples=200",
-    "model.g_width=16",
-    "model.d_width=16",
-    "train.batch_size=32",
-]
 EXPERIMENT = str(EXPERIMENTS / "wgan_gp_grid25.yaml")
 
 
 def tune(*args: str):
     cmd = ["tune", EXPERIMENT, "--n-trials", "1", *args]
-    for o in TINY:
+    for o in TINY_SMALL:
         cmd += ["-o", o]
     return CliRunner().invoke(main, cmd)
 
 
 def train(*args: str):
     cmd = ["train", EXPERIMENT, "--no-progress", *args]
-    for o in TINY:
+    for o in TINY_SMALL:
         cmd += ["-o", o]
     return CliRunner().invoke(main, cmd)
 

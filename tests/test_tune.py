@@ -6,28 +6,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import optuna
 import pytest
 import yaml
 from click.testing import CliRunner
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from pipeline.cli import main
 from pipeline.errors import ConfigError
 from pipeline.tracking import TrackingSettings
 from pipeline.tune import TuneOptions, Tuner
-from tests.conftest import EXPERIMENTS
-
-TINY = [
-    "train.steps=4",
-    "train.eval_every=2",
-    "train.log_every=2",
-    "train.eval_samples=200",
-    "model.g_width=16",
-    "model.d_width=16",
-    "train.batch_size=32",
-]
+from tests.conftest import EXPERIMENTS, TINY_SMALL
 
 
 class PruneTrialNumber(optuna.pruners.BasePruner):
@@ -57,7 +49,7 @@ def make_tuner(
 
     tuner = Tuner(
         EXPERIMENTS / file,
-        TINY,
+        TINY_SMALL,
         TuneOptions(n_trials=n_trials, seed=0, n_jobs=n_jobs),
         registry=default_registry(),
         tracking=tracking,
@@ -84,20 +76,47 @@ def runs_of(tmp_path: Path, name: str = "wgan_gp_grid25"):
     return client, parents, children
 
 
-@pytest.mark.slow
-def test_six_trials_land_in_optuna_and_mlflow_then_resume(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+class SixTrials(NamedTuple):
+    """A study of six trials as it stood right after them."""
+
+    folder: Path
+    trials: list[optuna.trial.FrozenTrial]
+    best: optuna.trial.FrozenTrial
+    client: MlflowClient
+    parent: Run
+    children: list[Run]
+    lines: list[str]
+
+
+@pytest.fixture(scope="module")
+def six_trials(tmp_path_factory) -> SixTrials:
+    """Six trials of one study, the third pruned at its first report, run once for the
+    module in a folder of its own (the journal lands beside it)."""
+    folder = tmp_path_factory.mktemp("six_trials")
     lines: list[str] = []
-    make_tuner(tmp_path, 6, pruned=2, lines=lines).run()
-    journal = tmp_path / "optuna.journal"
-    assert journal.exists()
-    stored = optuna.load_study(
-        study_name="wgan_gp_grid25",
-        storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(journal))
-        ),
-    )
-    trials = stored.trials
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        make_tuner(folder, 6, pruned=2, lines=lines).run()
+    study = load(folder)
+    client, parents, children = runs_of(folder)
+    assert len(parents) == 1
+    return SixTrials(folder, study.trials, study.best_trial, client, parents[0], children, lines)
+
+
+@pytest.fixture(scope="module")
+def resumed(six_trials: SixTrials) -> tuple[Path, optuna.Study]:
+    """The same study after a second ``tune`` of two more trials: the folder and the study."""
+    folder = six_trials.folder
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        make_tuner(folder, 2).run()
+    return folder, load(folder)
+
+
+@pytest.mark.slow
+def test_six_trials_land_in_the_optuna_journal(six_trials):
+    trials = six_trials.trials
+    assert (six_trials.folder / "optuna.journal").exists()
     assert len(trials) == 6
     states = [t.state.name for t in trials]
     assert states.count("PRUNED") == 1 and states[2] == "PRUNED"
@@ -106,11 +125,14 @@ def test_six_trials_land_in_optuna_and_mlflow_then_resume(tmp_path, monkeypatch)
         assert 1 <= t.params["train.n_critic"] <= 10
         assert 0.01 <= t.params["constraint.weight"] <= 100
     assert trials[2].user_attrs["pruned_at_step"] == 2
+    assert any("PRUNED" in line and "at step 2" in line for line in six_trials.lines)
 
-    client, parents, children = runs_of(tmp_path)
-    assert len(parents) == 1 and len(children) == 6
-    parent = parents[0]
-    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+
+@pytest.mark.slow
+def test_each_trial_is_a_child_run_with_its_params_state_and_artifacts(six_trials):
+    trials, children = six_trials.trials, six_trials.children
+    assert len(children) == 6
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {six_trials.parent.info.run_id}
     by_number = {int(c.data.tags["optuna.trial_number"]): c for c in children}
     assert sorted(by_number) == list(range(6))
     for number, child in by_number.items():
@@ -124,7 +146,7 @@ def test_six_trials_land_in_optuna_and_mlflow_then_resume(tmp_path, monkeypatch)
             t.params["constraint.weight"]
         )
         assert "loss/critic" in child.data.metrics and "w1" in child.data.metrics
-        arts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        arts = {a.path for a in six_trials.client.list_artifacts(child.info.run_id)}
         assert {"config.yaml", "samples"} <= arts
         if t.state.name == "COMPLETE":
             assert child.info.status == "FINISHED"
@@ -133,7 +155,11 @@ def test_six_trials_land_in_optuna_and_mlflow_then_resume(tmp_path, monkeypatch)
         else:
             assert child.info.status == "KILLED"
             assert child.data.tags["optuna.pruned_at_step"] == "2"
-    best = stored.best_trial
+
+
+@pytest.mark.slow
+def test_the_parent_run_names_the_best_trial_with_plots_and_a_table(six_trials):
+    parent, best, client = six_trials.parent, six_trials.best, six_trials.client
     assert parent.data.tags["best.trial"] == str(best.number)
     assert parent.data.metrics["best_value"] == pytest.approx(best.value)
     assert float(parent.data.tags["best.param.constraint.weight"]) == pytest.approx(
@@ -143,59 +169,45 @@ def test_six_trials_land_in_optuna_and_mlflow_then_resume(tmp_path, monkeypatch)
     for plot in ("optimization_history", "param_importances", "contour"):
         assert f"plots/{plot}.html" in parent_arts and f"plots/{plot}.png" in parent_arts
     assert "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert any("PRUNED" in line and "at step 2" in line for line in lines)
 
-    # resuming adds trials to the same study, under the same parent
-    make_tuner(tmp_path, 2).run()
-    assert len(load(tmp_path).trials) == 8
-    _, parents, children = runs_of(tmp_path)
-    assert len(parents) == 1 and len(children) == 8
-    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
 
-    # Optuna's own command reads the study
-    optuna_cli = os.path.join(os.path.dirname(sys.executable), "optuna")
-    out = subprocess.run(
-        [
-            optuna_cli,
-            "trials",
-            "--storage",
-            str(journal),
-            "--study-name",
-            "wgan_gp_grid25",
-            "-f",
-            "yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert len(yaml.safe_load(out)) == 8
-    out = subprocess.run(
-        [
-            optuna_cli,
-            "best-trial",
-            "--storage",
-            str(journal),
-            "--study-name",
-            "wgan_gp_grid25",
-            "-f",
-            "yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert yaml.safe_load(out)["number"] == load(tmp_path).best_trial.number
+@pytest.mark.slow
+def test_a_second_tune_adds_trials_to_the_study_under_the_same_parent(six_trials, resumed):
+    parent_id = six_trials.parent.info.run_id
+    folder, study = resumed
+    assert len(study.trials) == 8
+    _, parents, children = runs_of(folder)
+    assert [p.info.run_id for p in parents] == [parent_id] and len(children) == 8
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent_id}
 
-    # pipeline best names the best trial and its run
-    result = CliRunner().invoke(
-        main, ["best", "wgan_gp_grid25", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
-    )
+
+def optuna_cli(folder: Path, command: str):
+    """``optuna COMMAND`` on the study's journal, its YAML output read back."""
+    exe = os.path.join(os.path.dirname(sys.executable), "optuna")
+    journal = str(folder / "optuna.journal")
+    args = [exe, command, "--storage", journal, "--study-name", "wgan_gp_grid25", "-f", "yaml"]
+    return yaml.safe_load(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+
+
+@pytest.mark.slow
+def test_optunas_own_command_reads_the_study(resumed):
+    folder, study = resumed
+    assert len(optuna_cli(folder, "trials")) == 8
+    assert optuna_cli(folder, "best-trial")["number"] == study.best_trial.number
+
+
+@pytest.mark.slow
+def test_pipeline_best_names_the_best_trial_and_its_run(resumed, monkeypatch):
+    folder, study = resumed
+    monkeypatch.chdir(folder)  # the journal is found beside the working directory
+    uri = f"sqlite:///{folder}/mlflow.db"
+    result = CliRunner().invoke(main, ["best", "wgan_gp_grid25", "--tracking-uri", uri])
     assert result.exit_code == 0, result.output
-    assert (
-        f"best trial {stored.best_trial.number}" in result.output or "best trial" in result.output
-    )
-    assert "MLflow run" in result.output
+    best = study.best_trial
+    _, parents, children = runs_of(folder)
+    (run,) = [c for c in children if c.data.tags["optuna.trial_number"] == str(best.number)]
+    assert f"best trial {best.number}: w1 = " in result.output
+    assert f"MLflow run {run.info.run_id} (parent {parents[0].info.run_id})" in result.output
 
 
 @pytest.mark.slow
@@ -223,7 +235,7 @@ def test_two_processes_join_one_study(tmp_path):
         "--tracking-uri",
         f"sqlite:///{tmp_path}/mlflow.db",
     ]
-    for o in TINY:
+    for o in TINY_SMALL:
         args += ["-o", o]
     first = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -357,7 +369,7 @@ def test_a_study_refuses_to_go_on_with_another_config(tmp_path, monkeypatch, reg
     )
     other = Tuner(
         EXPERIMENTS / "wgan_gp_grid25.yaml",
-        [*TINY, "train.steps=6"],
+        [*TINY_SMALL, "train.steps=6"],
         TuneOptions(n_trials=1),
         registry=registry,
         tracking=tracking,

@@ -29,7 +29,8 @@ def class_counts(samples: Tensor, dataset: Dataset, metric: str) -> tuple[Tensor
     """Generated samples per predicted class ``(classes,)`` (non-finite ones in none), and n."""
     import torch
 
-    from pipeline_plugins.metrics.feature_classifier import checked_samples, classifier_for
+    from pipeline_plugins.metrics.classifier_store import classifier_for
+    from pipeline_plugins.metrics.labelled_images import checked_samples
 
     x = checked_samples(samples, dataset, metric)
     classifier = classifier_for(dataset)
@@ -45,7 +46,7 @@ class ClassCoverage(Metric):
     direction = "maximize"
 
     def applies_to(self, dataset: Dataset) -> bool:
-        from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+        from pipeline_plugins.metrics.labelled_images import has_labelled_images
 
         return has_labelled_images(dataset)
 

@@ -50,7 +50,7 @@ class ClassKL(Metric):
     direction = "minimize"
 
     def applies_to(self, dataset: Dataset) -> bool:
-        from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+        from pipeline_plugins.metrics.labelled_images import has_labelled_images
 
         return has_labelled_images(dataset)
 

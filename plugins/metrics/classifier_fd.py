@@ -9,7 +9,7 @@ Rule Converge to a Local Nash Equilibrium"):
 computed by torchmetrics' ``FrechetInceptionDistance`` (Lightning-AI/torchmetrics,
 ``torchmetrics.image.fid``; means and covariances accumulated in float64, the trace of the
 square root from the eigenvalues of Σ_r Σ_g) with a **custom feature extractor**: the 128
-penultimate features of the small CNN of :mod:`pipeline_plugins.metrics.feature_classifier`
+penultimate features of the small CNN of :mod:`pipeline_plugins.metrics.feature_net`
 trained on the dataset's own labelled training images — not Inception v3, whose weights
 are not available here. Hence the name: this is **not FID**, its values are not
 comparable with published FIDs, only between runs on the same dataset with the same
@@ -52,7 +52,7 @@ class ClassifierFD(Metric):
         self._metrics: dict[str, nn.Module] = {}
 
     def applies_to(self, dataset: Dataset) -> bool:
-        from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+        from pipeline_plugins.metrics.labelled_images import has_labelled_images
 
         return has_labelled_images(dataset)
 
@@ -73,7 +73,8 @@ class ClassifierFD(Metric):
     def compute(self, samples: Tensor, dataset: Dataset) -> float:
         import torch
 
-        from pipeline_plugins.metrics.feature_classifier import checked_samples, classifier_for
+        from pipeline_plugins.metrics.classifier_store import classifier_for
+        from pipeline_plugins.metrics.labelled_images import checked_samples
 
         x = checked_samples(samples, dataset, self.name)
         if not torch.isfinite(x).all():

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from pipeline_plugins.metrics.feature_classifier import FeatureClassifier, FeatureNet
+from pipeline_plugins.metrics.feature_classifier import FeatureClassifier
+from pipeline_plugins.metrics.feature_net import FeatureNet
 
 
 class ClassifierFeatures(nn.Module):

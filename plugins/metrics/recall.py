@@ -38,15 +38,16 @@ class Recall(Metric):
     direction = "maximize"
 
     def applies_to(self, dataset: Dataset) -> bool:
-        from pipeline_plugins.metrics.feature_classifier import has_labelled_images
+        from pipeline_plugins.metrics.labelled_images import has_labelled_images
 
         return has_labelled_images(dataset)
 
     def compute(self, samples: Tensor, dataset: Dataset) -> float:
         import torch
 
-        from pipeline_plugins.metrics.feature_classifier import checked_samples, classifier_for
+        from pipeline_plugins.metrics.classifier_store import classifier_for
         from pipeline_plugins.metrics.knn_manifold import inside_manifold, knn_radii
+        from pipeline_plugins.metrics.labelled_images import checked_samples
 
         x = checked_samples(samples, dataset, self.name)
         classifier = classifier_for(dataset)

@@ -34,9 +34,9 @@ class AdamSettings(Settings):
     eps: float = Field(default=1e-8, ge=0)
     #: L2 penalty added to the gradient (torch's Adam, not AdamW)
     weight_decay: float = Field(default=0.0, ge=0)
-    #: torch's fused kernel (one kernel for all parameters): about 5× faster steps than the
-    #: default single-tensor loop on CPU here (0.49 vs 2.37 ms for the 3×512 critic), same
-    #: math. None: fused whenever every parameter is a float tensor on CPU or CUDA.
+    #: torch's fused kernel (one kernel for all parameters), "theoretically fastest" by
+    #: torch.optim's documentation, same math; its speed here is in README, "Speed".
+    #: None: fused whenever every parameter is a float tensor on CPU or CUDA.
     fused: bool | None = None
 
     @field_validator("betas")
