@@ -46,14 +46,14 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "rng": dict,
     "config": dict,
 }
-RNG_KEYS = ("torch", "numpy", "python", "data")
+RNG_KEYS = ("torch", "numpy", "python", "data", "train")
 
 
 class CheckpointError(PipelineError):
     """A file that is not a checkpoint this version can load safely; names the file."""
 
 
-def rng_states(data_generator: torch.Generator) -> dict[str, Any]:
+def rng_states(data_generator: torch.Generator, train_generator: torch.Generator) -> dict[str, Any]:
     """Every RNG state as tensors and plain values (loadable with ``weights_only=True``)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
@@ -69,13 +69,16 @@ def rng_states(data_generator: torch.Generator) -> dict[str, Any]:
         },
         "python": {"version": int(version), "state": list(internal), "gauss_next": gauss_next},
         "data": data_generator.get_state(),
+        "train": train_generator.get_state(),
     }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
 
-def restore_rng_states(states: dict[str, Any], data_generator: torch.Generator) -> None:
+def restore_rng_states(
+    states: dict[str, Any], data_generator: torch.Generator, train_generator: torch.Generator
+) -> None:
     torch.set_rng_state(states["torch"])
     n = states["numpy"]
     np.random.set_state(
@@ -90,6 +93,7 @@ def restore_rng_states(states: dict[str, Any], data_generator: torch.Generator) 
     p = states["python"]
     random.setstate((int(p["version"]), tuple(p["state"]), p["gauss_next"]))
     data_generator.set_state(states["data"])
+    train_generator.set_state(states["train"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,9 @@ from pipeline.registry import blame_plugins
 from pipeline.tracking import RunTracker, TrackingSettings, TrackingUnavailable
 from pipeline.types import Constraint, Dataset, Loss, Metric, ModelPair
 from pipeline.unsent import keep_unsent
+
+#: held while a training seeds torch's global RNG and initialises its nets from it
+_GLOBAL_RNG = threading.Lock()
 
 #: called after each evaluation with (generator step, metrics); may raise to stop
 EvalCallback = Callable[[int, dict[str, float]], None]
@@ -113,16 +117,25 @@ class Trainer:
     # -- construction -------------------------------------------------------------
     def _build(self) -> None:
         exp, cfg = self.exp, self.cfg
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
+        #: real batches; the training's own noise and constraint draws (GP's α): each
+        #: training owns its generators, so trials in threads (``--n-jobs``) do not share
+        #: torch's global RNG and a trial's seed reproduces it
         self.data_rng = torch.Generator().manual_seed(cfg.seed)
+        self.train_rng = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.dataset: Dataset = exp.plugins["dataset"].instantiate()
         self.loss: Loss = exp.plugins["loss"].instantiate()
         self.constraint: Constraint = exp.plugins["constraint"].instantiate()
-        pair: ModelPair = exp.plugins["model"].instantiate().build(tuple(self.dataset.shape))
+        self.constraint.rng = self.train_rng
+        # weight initialisation (and spectral norm's first u) can only draw from the
+        # global RNG: seed it and build under one lock, so concurrent builds don't interleave
+        with _GLOBAL_RNG:
+            torch.manual_seed(cfg.seed)
+            np.random.seed(cfg.seed % 2**32)
+            pair: ModelPair = exp.plugins["model"].instantiate().build(tuple(self.dataset.shape))
+            critic = self.constraint.wrap_critic(pair.critic)
         self.noise_dim = pair.noise_dim
         self.generator = pair.generator.to(self.device)
-        self.critic = self.constraint.wrap_critic(pair.critic).to(self.device)
+        self.critic = critic.to(self.device)
         self.single_pass = pair.critic_batch_independent and self.constraint.allows_single_pass
         self.opt_g = (
             exp.plugins["optimizer.generator"].instantiate().build(self.generator.parameters())
@@ -155,7 +168,9 @@ class Trainer:
         return real.to(self.device, non_blocking=True)
 
     def _noise(self) -> Tensor:
-        return torch.randn(self.cfg.batch_size, self.noise_dim, device=self.device)
+        return torch.randn(
+            self.cfg.batch_size, self.noise_dim, device=self.device, generator=self.train_rng
+        )
 
     def train_step(self, measure: bool) -> tuple[list[Tensor], dict[str, Tensor]]:
         """One generator step with its critic steps; returns detached values (no sync)."""
@@ -409,7 +424,7 @@ class Trainer:
             "critic": self.critic.state_dict(),
             "optimizer_generator": self.opt_g.state_dict(),
             "optimizer_critic": self.opt_d.state_dict(),
-            "rng": rng_states(self.data_rng),
+            "rng": rng_states(self.data_rng, self.train_rng),
             "config": self.exp.resolved,
         }
 
@@ -425,7 +440,7 @@ class Trainer:
             self.opt_g.load_state_dict(state["optimizer_generator"])
             self.opt_d.load_state_dict(state["optimizer_critic"])
             self.step = int(state["step"])
-            restore_rng_states(state["rng"], self.data_rng)
+            restore_rng_states(state["rng"], self.data_rng, self.train_rng)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(

@@ -106,11 +106,19 @@ class Constraint(Plugin):
     - ``diagnostics``: tensors to log as metrics (σ estimates), computed on log steps.
 
     Never call ``backward()`` or ``step()`` here: the training loop does.
+
+    A constraint that draws random numbers (the gradient penalty's interpolation α) draws
+    them from ``self.rng``: the training's own ``torch.Generator`` on its device, set by
+    the host before the first step and saved in checkpoints. ``None`` (outside a training)
+    means torch's global RNG. Each training owning its generator is what lets trials run
+    side by side in threads and still reproduce from their seed.
     """
 
     #: the critic may score ``cat([real, fake])`` in one pass (False if the
     #: constraint depends on seeing each batch separately)
     allows_single_pass: ClassVar[bool] = True
+    #: the training's random generator (set by the host); None: torch's global RNG
+    rng: torch.Generator | None = None
 
     def wrap_critic(self, critic: nn.Module) -> nn.Module:
         return critic

@@ -26,6 +26,7 @@ from pipeline import hookimpl
 from pipeline.types import Constraint, Settings
 
 if TYPE_CHECKING:
+    import torch
     from torch import Tensor, nn
 
 
@@ -43,15 +44,16 @@ class GradientPenalty(Constraint):
         weight = self.settings.weight
         if weight == 0:
             return None
-        return weight * gradient_penalty(critic, real, fake)
+        return weight * gradient_penalty(critic, real, fake, self.rng)
 
 
-def interpolate(real: Tensor, fake: Tensor) -> Tensor:
+def interpolate(real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Random points on the segments between paired real and fake samples.
 
-    ``α ~ U[0, 1]`` has shape ``(n, 1, ..., 1)``: one α per sample, drawn with the
-    global RNG on the inputs' device so a seed reproduces it. The result is a fresh
-    leaf that requires grad; no gradient flows back to the generator.
+    ``α ~ U[0, 1]`` has shape ``(n, 1, ..., 1)``: one α per sample, drawn on the inputs'
+    device from ``generator`` (the training's, so a seed reproduces it; None: the global
+    RNG). The result is a fresh leaf that requires grad; no gradient flows back to the
+    generator.
     """
     import torch
 
@@ -61,16 +63,18 @@ def interpolate(real: Tensor, fake: Tensor) -> Tensor:
             f"{tuple(real.shape)} and {tuple(fake.shape)}"
         )
     alpha_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    alpha = torch.rand(alpha_shape, device=real.device, dtype=real.dtype)
+    alpha = torch.rand(alpha_shape, device=real.device, dtype=real.dtype, generator=generator)
     x_hat = alpha * real.detach() + (1 - alpha) * fake.detach()
     return x_hat.requires_grad_(True)
 
 
-def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+def gradient_penalty(
+    critic: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
     """Unweighted two-sided penalty ``mean((‖∇_x̂ D(x̂)‖₂ - 1)²)`` on interpolates."""
     import torch
 
-    x_hat = interpolate(real, fake)
+    x_hat = interpolate(real, fake, generator)
     scores = critic(x_hat)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     grad_norm = grad.flatten(start_dim=1).norm(2, dim=1)
