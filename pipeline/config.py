@@ -1,4 +1,6 @@
-"""Experiment files: loading, ``-o key=value`` overrides and complete validation.
+"""Experiment files: ``-o key=value`` overrides and complete validation.
+
+Reading the file and addressing dotted keys is :mod:`pipeline.config_tree` (re-exported here).
 
 An experiment is made only of named plugins plus the ``train`` settings. Everything is
 validated before anything runs; the first problem becomes one :class:`ConfigError`
@@ -14,9 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.config_tree import flatten as flatten
+from pipeline.config_tree import get_dotted, param_str
+from pipeline.config_tree import load_yaml as load_yaml
+from pipeline.config_tree import parse_override as parse_override
+from pipeline.config_tree import set_dotted as set_dotted
 from pipeline.errors import ConfigError, PluginError
 from pipeline.registry import PluginInfo, Registry
 from pipeline.types import Kind, Settings
@@ -100,55 +106,10 @@ class Experiment:
     def flat_params(self) -> dict[str, str]:
         """The resolved config under dotted keys, as MLflow params (``tune`` excluded)."""
         resolved = {k: v for k, v in self.resolved.items() if k != "tune"}
-        return {k: _param_str(v) for k, v in flatten(resolved).items()}
+        return {k: param_str(v) for k, v in flatten(resolved).items()}
 
 
-def _param_str(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_param_str(v) for v in value) + "]"
-    return str(value)
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists stay values)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
-# -- loading and overrides -----------------------------------------------------
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("", f"experiment file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError("", f"{path} must hold a mapping of sections, got {type(data).__name__}")
-    data.setdefault("name", path.stem)
-    return data
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"train.steps=2000"`` → ``("train.steps", 2000)``; the value is read as YAML."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError("", f"override {text!r} must look like key.path=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value
+# -- overrides ------------------------------------------------------------------
 
 
 def apply_overrides(
@@ -187,7 +148,7 @@ def _switch_plugin(
     for section, kind in PLUGIN_SECTIONS:
         if key != f"{section}.name":
             continue
-        node = _section(data, section)
+        node = get_dotted(data, section)
         if not isinstance(node, dict) or node.get("name") == value:
             return
         if not isinstance(value, str) or not registry.has(kind, value):
@@ -204,17 +165,6 @@ def _switch_plugin(
         return
 
 
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(".".join(parts[: i + 1]), "is a value, not a section")
-        node = child
-    node[parts[-1]] = value
-
-
 # -- validation ------------------------------------------------------------------
 
 
@@ -229,19 +179,10 @@ def _pydantic_error(prefix: str, exc: ValidationError, model: type[BaseModel]) -
     return ConfigError(dotted, f"{err['msg']} (got {got!r})")
 
 
-def _section(data: dict[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _validate_plugin_section(
+def _validate_pluginget_dotted(
     data: dict[str, Any], section: str, kind: Kind, registry: Registry
 ) -> PluginChoice:
-    node = _section(data, section)
+    node = get_dotted(data, section)
     if node is None:
         raise ConfigError(section, f"missing section (it needs at least a {kind} 'name')")
     if not isinstance(node, dict):
@@ -350,7 +291,7 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
         raise _pydantic_error("train", exc, TrainSettings) from None
 
     plugins = {
-        section: _validate_plugin_section(data, section, kind, registry)
+        section: _validate_pluginget_dotted(data, section, kind, registry)
         for section, kind in PLUGIN_SECTIONS
     }
     metric_choices = (
