@@ -32,6 +32,7 @@ from pipeline.checkpoint import (
     save_checkpoint,
 )
 from pipeline.config import Experiment
+from pipeline.constraint_stack import build_constraint, has_penalty
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from pipeline.registry import blame_plugins
@@ -118,7 +119,7 @@ class Trainer:
         self.data_rng = torch.Generator().manual_seed(cfg.seed)
         self.dataset: Dataset = exp.plugins["dataset"].instantiate()
         self.loss: Loss = exp.plugins["loss"].instantiate()
-        self.constraint: Constraint = exp.plugins["constraint"].instantiate()
+        self.constraint: Constraint = build_constraint(exp.plugins)
         pair: ModelPair = exp.plugins["model"].instantiate().build(tuple(self.dataset.shape))
         self.noise_dim = pair.noise_dim
         self.generator = pair.generator.to(self.device)
@@ -397,7 +398,7 @@ class Trainer:
         if key == "wasserstein_estimate":
             return self.loss.estimates_wasserstein
         if key == "penalty":
-            return type(self.constraint).penalty is not Constraint.penalty
+            return has_penalty(self.constraint)
         return True
 
     def checkpoint_state(self) -> dict[str, Any]:
