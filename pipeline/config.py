@@ -276,7 +276,7 @@ def _validate_constraints(data: dict[str, Any], registry: Registry) -> dict[str,
     """``constraints:``, several constraint plugins on one critic: a mapping from plugin name
     to that plugin's settings, in the order they apply. Each becomes the plugin choice of
     section ``constraints.<name>`` (so its MLflow tag is ``plugin.constraints.<name>``)."""
-    if "constraint" in data:
+    if data.get("constraint") is not None:
         raise ConfigError(
             STACKED_CONSTRAINTS,
             "given together with 'constraint:'; use 'constraint:' for one plugin or "
