@@ -5,6 +5,11 @@ Reading the file and addressing dotted keys is :mod:`pipeline.config_tree` (re-e
 An experiment is made only of named plugins plus the ``train`` settings. Everything is
 validated before anything runs; the first problem becomes one :class:`ConfigError`
 naming the dotted field (``train.n_critic``, ``constraint.weight``, ``loss.name``).
+
+The critic takes one constraint (``constraint: {name: gradient_penalty, weight: 10}``) or
+several (``constraints: {spectral_norm: {}, gradient_penalty: {weight: 1}}``, keyed by
+plugin name so that ``constraints.gradient_penalty.weight`` is a dotted key like any
+other; see :mod:`pipeline.constraint_stack`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pipeline.config_tree import parse_override as parse_override
 from pipeline.config_tree import set_dotted as set_dotted
 from pipeline.errors import ConfigError, PluginError
 from pipeline.registry import PluginInfo, Registry
-from pipeline.types import Kind, Settings
+from pipeline.types import KINDS, Kind, Settings
 
 PLUGIN_SECTIONS: tuple[tuple[str, Kind], ...] = (
     ("dataset", "dataset"),
@@ -35,6 +40,8 @@ PLUGIN_SECTIONS: tuple[tuple[str, Kind], ...] = (
     ("optimizer.generator", "optimizer"),
     ("optimizer.critic", "optimizer"),
 )
+#: several constraints on one critic, by plugin name (instead of the one ``constraint``)
+STACKED_CONSTRAINTS = "constraints"
 TOP_LEVEL_KEYS = (
     "name",
     "description",
@@ -42,6 +49,7 @@ TOP_LEVEL_KEYS = (
     "model",
     "loss",
     "constraint",
+    "constraints",
     "optimizer",
     "train",
     "metrics",
@@ -179,7 +187,7 @@ def _pydantic_error(prefix: str, exc: ValidationError, model: type[BaseModel]) -
     return ConfigError(dotted, f"{err['msg']} (got {got!r})")
 
 
-def _validate_pluginget_dotted(
+def _validate_plugin_section(
     data: dict[str, Any], section: str, kind: Kind, registry: Registry
 ) -> PluginChoice:
     node = get_dotted(data, section)
@@ -203,6 +211,70 @@ def _validate_pluginget_dotted(
     except ValidationError as exc:
         raise _pydantic_error(section, exc, info.cls.Settings) from None
     return PluginChoice(section=section, info=info, settings=settings)
+
+
+def _validate_constraints(data: dict[str, Any], registry: Registry) -> dict[str, PluginChoice]:
+    """``constraints:``, several constraint plugins on one critic: a mapping from plugin name
+    to that plugin's settings, in the order they apply. Each becomes the plugin choice of
+    section ``constraints.<name>`` (so its MLflow tag is ``plugin.constraints.<name>``)."""
+    if data.get("constraint") is not None:
+        raise ConfigError(
+            STACKED_CONSTRAINTS,
+            "given together with 'constraint:'; use 'constraint:' for one plugin or "
+            "'constraints:' for several, not both (-o constraints=null drops the file's)",
+        )
+    node = data[STACKED_CONSTRAINTS]
+    example = "e.g. {spectral_norm: {}, gradient_penalty: {weight: 1}}"
+    if not isinstance(node, dict) or not node:
+        raise ConfigError(
+            STACKED_CONSTRAINTS,
+            f"must be a non-empty mapping from constraint names to their settings, {example}; "
+            f"got {node!r}",
+        )
+    if isinstance(node.get("name"), str):
+        raise ConfigError(
+            f"{STACKED_CONSTRAINTS}.name",
+            f"'constraints:' is keyed by plugin name ({example}); one plugin is "
+            "'constraint: {name: …}'",
+        )
+    choices: dict[str, PluginChoice] = {}
+    for name, values in node.items():
+        section = f"{STACKED_CONSTRAINTS}.{name}"
+        if not isinstance(name, str) or "." in name:
+            raise ConfigError(
+                section,
+                "a constraint name here must be a string without '.' (its settings are "
+                "named by dotted keys); use 'constraint: {name: …}' for such a plugin",
+            )
+        info = _stacked_constraint(registry, name, section)
+        if not isinstance(values, dict):  # null too: a bare key would read as "off"
+            raise ConfigError(
+                section,
+                f"must be a mapping of {name}'s settings ({{}} for its defaults), got {values!r}",
+            )
+        try:
+            settings = info.cls.Settings.model_validate(values)
+        except ValidationError as exc:
+            raise _pydantic_error(section, exc, info.cls.Settings) from None
+        choices[section] = PluginChoice(section=section, info=info, settings=settings)
+    return choices
+
+
+def _stacked_constraint(registry: Registry, name: str, section: str) -> PluginInfo:
+    """The constraint plugin ``name``; a plugin of another kind is named as such."""
+    if registry.has("constraint", name):
+        return registry.get("constraint", name)
+    others = [kind for kind in KINDS if registry.has(kind, name)]
+    if others:
+        raise ConfigError(
+            section,
+            f"{name!r} is a plugin of kind {others[0]}, not a constraint; available: "
+            f"{', '.join(registry.names('constraint'))}",
+        )
+    try:
+        return registry.get("constraint", name)
+    except PluginError as exc:
+        raise ConfigError(section, str(exc)) from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -290,10 +362,13 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
     except ValidationError as exc:
         raise _pydantic_error("train", exc, TrainSettings) from None
 
-    plugins = {
-        section: _validate_pluginget_dotted(data, section, kind, registry)
-        for section, kind in PLUGIN_SECTIONS
-    }
+    plugins: dict[str, PluginChoice] = {}
+    for section, kind in PLUGIN_SECTIONS:
+        # ``constraints: null`` counts as absent: ``-o constraints=null`` drops the file's
+        if section == "constraint" and data.get(STACKED_CONSTRAINTS) is not None:
+            plugins.update(_validate_constraints(data, registry))
+        else:
+            plugins[section] = _validate_plugin_section(data, section, kind, registry)
     metric_choices = (
         None if data.get("metrics") is None else _metric_choices(data["metrics"], registry)
     )
@@ -319,7 +394,10 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
         resolved["description"] = str(data["description"])
     for section, choice in plugins.items():
         body = {"name": choice.info.name, **_jsonable(choice.settings.model_dump())}
-        if "." in section:
+        if section.startswith(f"{STACKED_CONSTRAINTS}."):
+            del body["name"]  # the key is the name
+            resolved.setdefault(STACKED_CONSTRAINTS, {})[choice.info.name] = body
+        elif "." in section:
             outer, inner = section.split(".")
             resolved.setdefault(outer, {})[inner] = body
         else:

@@ -33,6 +33,7 @@ from pipeline.checkpoint import (
     save_checkpoint,
 )
 from pipeline.config import Experiment
+from pipeline.constraint_stack import build_constraint, has_penalty
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from pipeline.registry import blame_plugins
@@ -124,7 +125,7 @@ class Trainer:
         self.train_rng = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.dataset: Dataset = exp.plugins["dataset"].instantiate()
         self.loss: Loss = exp.plugins["loss"].instantiate()
-        self.constraint: Constraint = exp.plugins["constraint"].instantiate()
+        self.constraint: Constraint = build_constraint(exp.plugins)
         self.constraint.rng = self.train_rng
         # weight initialisation (and spectral norm's first u) can only draw from the
         # global RNG: seed it and build under one lock, so concurrent builds don't interleave
@@ -412,7 +413,7 @@ class Trainer:
         if key == "wasserstein_estimate":
             return self.loss.estimates_wasserstein
         if key == "penalty":
-            return type(self.constraint).penalty is not Constraint.penalty
+            return has_penalty(self.constraint)
         return True
 
     def checkpoint_state(self) -> dict[str, Any]:
