@@ -321,14 +321,23 @@ def tune(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @with_tracking_options
 def best(study_name, storage, as_json, tracking_uri, mlflow_config, experiment_name) -> None:
-    """The best trial of a study: its value, params and MLflow run."""
+    """The best trial of a study: its value, params and MLflow run.
+
+    A trial runs without figures and generator model; the best one gets them here when it
+    lacks them (a tune that was interrupted or is still running), and its generator's
+    model URI is shown.
+    """
     from pipeline.tracking import TrackingSettings
-    from pipeline.tune import best_report
+    from pipeline.tune import best_report, complete_best_run
 
     tracking = TrackingSettings.load(
         mlflow_config, tracking_uri=tracking_uri, experiment_name=experiment_name
     )
     report = best_report(study_name, storage, tracking)
+    if report.get("best_run_id"):
+        note = complete_best_run(report, tracking)
+        if note:
+            click.echo(note, err=True)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -344,6 +353,8 @@ def best(study_name, storage, as_json, tracking_uri, mlflow_config, experiment_n
     for k, v in report["best_params"].items():
         click.echo(f"  {k} = {v}")
     click.echo(f"MLflow run {report['best_run_id']} (parent {report['parent_run_id']})")
+    if report.get("best_model_uri"):
+        click.echo(f"generator: {report['best_model_uri']}")
 
 
 @main.command()

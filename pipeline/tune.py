@@ -11,6 +11,11 @@
   ``MLflowCallback`` loses that link with ``n_jobs > 1``).
 - Pruning: the objective metric is reported at every evaluation; a pruned trial stops at
   once, is PRUNED in Optuna and KILLED in MLflow (not FAILED), with the step it reached.
+- A trial records what the search and the live view need (``run_training(trial=True)``,
+  :mod:`pipeline.trial_record`): per-step metrics as window means, sent every 10 s;
+  evaluation samples, not figures; no generator model. When the search ends, the study's
+  best trial gets its figures and generator (:meth:`Tuner.complete_best`); ``pipeline
+  best`` does the same for a best trial that lacks them.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import apply_overrides, load_yaml, validate
-from pipeline.errors import ConfigError, NonFiniteLossError
+from pipeline.errors import ConfigError, NonFiniteLossError, PipelineError
 from pipeline.registry import PluginRuntimeError, Registry
 from pipeline.search_space import SearchSpace, build_search_space
 from pipeline.storage import (
@@ -40,7 +45,7 @@ from pipeline.storage import (
     parse_storage,
 )
 from pipeline.tracking import RunTracker, TrackingSettings, client_for
-from pipeline.urls import mask_url
+from pipeline.urls import mask_url, scrub
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
@@ -268,6 +273,7 @@ class Tuner:
                 | {"trial.number": trial.number},
                 status_for=lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else None,
                 on_run_started=started,
+                trial=True,
             )
         except (NonFiniteLossError, PluginRuntimeError) as exc:
             # FAIL in Optuna; the reason (naming the plugin) goes into the trial's line
@@ -319,6 +325,27 @@ class Tuner:
             }
         )
 
+    def complete_best(self, study) -> None:
+        """Give the study's best trial its figures and generator model (a trial runs
+        without them: :mod:`pipeline.trial_record`); once, when the search ends."""
+        from pipeline.trial_record import complete_trial_run
+
+        best = _best_trial(study)
+        run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
+        if self.tracking is None or not run_id:
+            return
+        try:
+            done = complete_trial_run(self.tracking, run_id, self.registry)
+        except Exception as exc:  # the study stands; `pipeline best` tries again
+            why = scrub(f"{type(exc).__name__}: {exc}", self.tracking.tracking_uri)
+            self.echo(
+                f"best trial {best.number}: figures and generator not logged ({why}); "
+                f"`pipeline best` tries again"
+            )
+            return
+        if done:
+            self.echo(f"best trial {best.number}: figures and generator logged to run {run_id}")
+
     # -- the whole invocation ----------------------------------------------------------
     def run(self):
         import torch
@@ -349,6 +376,7 @@ class Tuner:
                 catch=(NonFiniteLossError, PluginRuntimeError),
                 gc_after_trial=False,
             )
+            self.complete_best(study)
         except KeyboardInterrupt:
             status = "KILLED"
             raise
@@ -485,6 +513,31 @@ def _save_plot(out, name, html_plot, png_plot, study, kwargs, parent) -> None:
         parent.log_artifact(out / f"{name}.png", "plots")
     except (ImportError, ValueError, RuntimeError) as exc:
         parent.set_tags({f"plot_skipped.{name}.png": str(exc)[:500]})
+
+
+def complete_best_run(report: dict[str, Any], tracking: TrackingSettings) -> str | None:
+    """Give the best trial of ``report`` (:func:`best_report`) its figures and generator
+    when it lacks them, and add ``best_model_uri`` once its run holds the generator.
+
+    Returns a line for the user: what was logged, or why it could not be (the report
+    stands either way).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.trial_record import complete_trial_run, has_generator
+
+    run_id = report["best_run_id"]
+    try:
+        done = complete_trial_run(tracking, run_id)
+        tags = client_for(tracking).get_run(run_id).data.tags
+    except (PipelineError, MlflowException, OSError) as exc:
+        why = scrub(str(exc), tracking.tracking_uri)
+        return f"warning: the figures and generator of run {run_id} were not logged: {why}"
+    if has_generator(tags):
+        report["best_model_uri"] = f"runs:/{run_id}/generator"
+    if done:
+        return f"best trial {report['best_trial']}: figures and generator logged to run {run_id}"
+    return None
 
 
 def best_report(study_name: str, storage: str | None, tracking: TrackingSettings | None) -> dict:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import mlflow.pytorch
 import optuna
 import pytest
 import yaml
@@ -38,6 +40,18 @@ class PruneTrialNumber(optuna.pruners.BasePruner):
 
     def prune(self, study, trial) -> bool:
         return trial.number == self.number
+
+
+class InterruptTrialNumber(optuna.pruners.BasePruner):
+    """A real Optuna pruner that stops the tune like Ctrl-C at one trial's first report."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def prune(self, study, trial) -> bool:
+        if trial.number == self.number:
+            raise KeyboardInterrupt
+        return False
 
 
 def make_tuner(
@@ -113,6 +127,7 @@ def test_six_trials_land_in_optuna_and_mlflow_then_resume(tmp_path, monkeypatch)
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     by_number = {int(c.data.tags["optuna.trial_number"]): c for c in children}
     assert sorted(by_number) == list(range(6))
+    best = stored.best_trial
     for number, child in by_number.items():
         t = trials[number]
         assert child.data.tags["optuna.state"] == t.state.name
@@ -129,11 +144,19 @@ def test_six_trials_land_in_optuna_and_mlflow_then_resume(tmp_path, monkeypatch)
         if t.state.name == "COMPLETE":
             assert child.info.status == "FINISHED"
             assert child.data.metrics["w1"] == pytest.approx(t.value)
-            assert {"samples.npy", "loss_curves.png", "checkpoint"} <= arts
+            assert {"samples.npy", "per_step_metrics.csv", "checkpoint"} <= arts
+            # a trial keeps its evaluation samples; the best one also gets its figures
+            # and generator when the tune ends (pipeline.trial_record)
+            kept = {a.path for a in client.list_artifacts(child.info.run_id, "samples")}
+            npy = {"samples/step_0000002.npy", "samples/step_0000004.npy"}
+            png = {p.replace(".npy", ".png") for p in npy}
+            is_best = number == best.number
+            assert kept == (npy | png if is_best else npy)
+            assert ("loss_curves.png" in arts) == is_best
+            assert (child.data.tags.get("pipeline.completed") == "true") == is_best
         else:
             assert child.info.status == "KILLED"
             assert child.data.tags["optuna.pruned_at_step"] == "2"
-    best = stored.best_trial
     assert parent.data.tags["best.trial"] == str(best.number)
     assert parent.data.metrics["best_value"] == pytest.approx(best.value)
     assert float(parent.data.tags["best.param.constraint.weight"]) == pytest.approx(
@@ -144,6 +167,7 @@ def test_six_trials_land_in_optuna_and_mlflow_then_resume(tmp_path, monkeypatch)
         assert f"plots/{plot}.html" in parent_arts and f"plots/{plot}.png" in parent_arts
     assert "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert any("PRUNED" in line and "at step 2" in line for line in lines)
+    assert f"best trial {best.number}: figures and generator logged" in "\n".join(lines)
 
     # resuming adds trials to the same study, under the same parent
     make_tuner(tmp_path, 2).run()
@@ -196,6 +220,41 @@ def test_six_trials_land_in_optuna_and_mlflow_then_resume(tmp_path, monkeypatch)
         f"best trial {stored.best_trial.number}" in result.output or "best trial" in result.output
     )
     assert "MLflow run" in result.output
+    best_run = load(tmp_path).best_trial.user_attrs["mlflow_run_id"]
+    assert f"generator: runs:/{best_run}/generator" in result.output
+
+
+@pytest.mark.slow
+def test_best_gives_the_best_trial_of_an_interrupted_tune_its_figures_and_generator(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    tuner = make_tuner(tmp_path, 3)
+    tuner.pruner = InterruptTrialNumber(1)
+    with pytest.raises(KeyboardInterrupt):
+        tuner.run()
+    best = load(tmp_path).best_trial
+    assert best.number == 0
+    run_id = best.user_attrs["mlflow_run_id"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert "pipeline.completed" not in client.get_run(run_id).data.tags  # the tune never ended
+
+    command = ["best", "wgan_gp_grid25", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert f"best trial 0: figures and generator logged to run {run_id}" in result.stderr
+    assert f"generator: runs:/{run_id}/generator" in result.stdout
+    assert client.get_run(run_id).data.tags["pipeline.completed"] == "true"
+    assert "loss_curves.png" in {a.path for a in client.list_artifacts(run_id)}
+    assert {a.path for a in client.list_artifacts(run_id, "samples")} == {
+        f"samples/step_000000{s}.{ext}" for s in (2, 4) for ext in ("npy", "png")
+    }
+    assert mlflow.pytorch.load_model(f"runs:/{run_id}/generator") is not None
+
+    # asked again, it only reports
+    again = CliRunner().invoke(main, [*command, "--json"])
+    assert again.exit_code == 0 and again.stderr == ""
+    assert json.loads(again.stdout)["best_model_uri"] == f"runs:/{run_id}/generator"
 
 
 @pytest.mark.slow
