@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.storage import open_storage
-from pipeline.tracking import TrackingSettings
+from pipeline.tracking import TrackingSettings, client_for
 from pipeline.tune import PARENT_ATTR
 from pipeline.tune_report import best_trial
-from pipeline.urls import mask_url
+from pipeline.urls import mask_url, scrub
 
 
 def best_report(study_name: str, storage: str | None, tracking: TrackingSettings | None) -> dict:
@@ -49,3 +49,28 @@ def best_report(study_name: str, storage: str | None, tracking: TrackingSettings
             "best_run_id": best.user_attrs.get("mlflow_run_id"),
         }
     return report
+
+
+def complete_best_run(report: dict[str, Any], tracking: TrackingSettings) -> str | None:
+    """Give the best trial of ``report`` (:func:`best_report`) its figures and generator
+    when it lacks them, and add ``best_model_uri`` once its run holds the generator.
+
+    Returns a line for the user: what was logged, or why it could not be (the report
+    stands either way).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.trial_record import complete_trial_run, has_generator
+
+    run_id = report["best_run_id"]
+    try:
+        done = complete_trial_run(tracking, run_id)
+        tags = client_for(tracking).get_run(run_id).data.tags
+    except (PipelineError, MlflowException, OSError) as exc:
+        why = scrub(str(exc), tracking.tracking_uri)
+        return f"warning: the figures and generator of run {run_id} were not logged: {why}"
+    if has_generator(tags):
+        report["best_model_uri"] = f"runs:/{run_id}/generator"
+    if done:
+        return f"best trial {report['best_trial']}: figures and generator logged to run {run_id}"
+    return None

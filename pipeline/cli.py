@@ -273,11 +273,20 @@ def tune(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @with_tracking_options
 def best(study_name, storage, as_json, tracking_flags) -> None:
-    """The best trial of a study: its value, params and MLflow run."""
-    from pipeline.best import best_report
+    """The best trial of a study: its value, params and MLflow run.
+
+    A trial runs without figures and generator model; the best one gets them here when it
+    lacks them (a tune that was interrupted or is still running), and its generator's
+    model URI is shown.
+    """
+    from pipeline.best import best_report, complete_best_run
 
     tracking = tracking_flags.load()
     report = best_report(study_name, storage, tracking)
+    if report.get("best_run_id"):
+        note = complete_best_run(report, tracking)
+        if note:
+            click.echo(note, err=True)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -293,6 +302,8 @@ def best(study_name, storage, as_json, tracking_flags) -> None:
     for k, v in report["best_params"].items():
         click.echo(f"  {k} = {v}")
     click.echo(f"MLflow run {report['best_run_id']} (parent {report['parent_run_id']})")
+    if report.get("best_model_uri"):
+        click.echo(f"generator: {report['best_model_uri']}")
 
 
 @main.command()

@@ -38,6 +38,16 @@ from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from pipeline.registry import blame_plugins
 from pipeline.tracking import RunTracker, TrackingSettings, TrackingUnavailable
+from pipeline.trial_record import (
+    RECORD_TAG,
+    TRIAL_SEND_INTERVAL_S,
+    figure_samples,
+    sample_figure,
+    sample_name,
+    sample_title,
+    window_means,
+    write_per_step_csv,
+)
 from pipeline.types import Constraint, Dataset, Loss, Metric, ModelPair
 from pipeline.unsent import keep_unsent
 
@@ -47,7 +57,8 @@ _GLOBAL_RNG = threading.Lock()
 #: called after each evaluation with (generator step, metrics); may raise to stop
 EvalCallback = Callable[[int, dict[str, float]], None]
 
-#: seconds between two MLflow writes of per-step metrics (the UI lags by at most this)
+#: seconds between two MLflow writes of per-step metrics in a train run (the UI lags by at
+#: most this); a tuning trial's is :data:`pipeline.trial_record.TRIAL_SEND_INTERVAL_S`
 SEND_INTERVAL_S = 2.0
 
 #: per-step values kept on the device, in this order
@@ -94,11 +105,16 @@ class Trainer:
         progress: bool = True,
         on_eval: EvalCallback | None = None,
         write_artifacts: bool = True,
+        trial: bool = False,
     ) -> None:
         self.exp = experiment
         #: draw plots and write samples, curves and the final checkpoint into ``workdir``
         #: (an untracked run in a temporary folder has no reader for them)
         self.write_artifacts = write_artifacts
+        #: record as a tuning trial (see :mod:`pipeline.trial_record`): window means, no
+        #: figures and no generator model during the run
+        self.trial = trial
+        self.send_interval_s = TRIAL_SEND_INTERVAL_S if trial else SEND_INTERVAL_S
         self.cfg = experiment.train
         self.device = resolve_device(device or self.cfg.device)
         self.tracker = tracker
@@ -236,27 +252,29 @@ class Trainer:
             raise NonFiniteLossError(f"generator produced non-finite samples at step {self.step}")
         values = {m.name: float(m.compute(samples, self.dataset)) for m in self.metrics}
         if self.write_artifacts:
-            self._plot_samples(samples, self.workdir / "samples" / f"step_{self.step:07d}.png")
+            self._plot_samples(samples, self.workdir / "samples" / sample_name(self.step, ".png"))
         return values, samples
 
     def _plot_samples(self, samples: Tensor, path: Path) -> None:
-        title = f"{self.exp.name} · step {self.step}"
+        shown = figure_samples(self.dataset, samples)
+        if shown is None:
+            return
+        if self.trial:  # drawn later, for the best trial (trial_record.complete_trial_run)
+            self._keep_samples(shown, path.with_suffix(".npy"))
+            return
         if self.dataset.is_image:
-            grid = samples[:64].numpy().copy()  # not a view that keeps all samples alive
-            self.grid_frames.append((self.step, grid))
-            self._draw(plots.image_grid, grid, path, nrow=8, title=title)
-        elif samples.shape[1] == 2:
-            real = self.dataset.sample(1000, torch.Generator().manual_seed(0)).numpy()
-            centers = None if self.dataset.centers is None else self.dataset.centers.numpy()
-            self._draw(
-                plots.scatter_plot,
-                samples.numpy().copy(),
-                path,
-                centers=centers,
-                std=self.dataset.std,
-                real=real,
-                title=title,
-            )
+            self.grid_frames.append((self.step, shown))
+        plot, args, kwargs = sample_figure(
+            self.dataset, shown, path, sample_title(self.exp.name, self.step)
+        )
+        self._draw(plot, *args, **kwargs)
+
+    def _keep_samples(self, shown: np.ndarray, path: Path) -> None:
+        """A trial's evaluation samples, logged as they come (a pruned trial has them too)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, shown, allow_pickle=False)
+        if self.tracker:
+            self.tracker.submit(self.tracker.log_artifact, path, "samples")
 
     def _draw(self, plot: Callable[..., Path], *args: Any, **kwargs: Any) -> None:
         """Draw a sample plot and log it; on the tracker's background thread when tracked."""
@@ -303,10 +321,9 @@ class Trainer:
                     final_metrics, samples = self.evaluate()
                     self.evaluations.append((self.step, final_metrics))
                     if self.tracker:
-                        self.tracker.submit(
-                            self.tracker.log_metrics,
-                            [(k, v, self.step) for k, v in final_metrics.items()],
-                        )
+                        # a train run sends them now; a trial with its next batch
+                        self._unsent.extend((k, v, self.step) for k, v in final_metrics.items())
+                        self._send_metrics(force=not self.trial)
                     if bar is not None:
                         bar.write(
                             f"step {self.step}: "
@@ -368,17 +385,20 @@ class Trainer:
         for r, step in enumerate(buffer_steps):
             for c in active:
                 rows.append((STEP_KEYS[c], float(table[r, c]), step))
+        extra_log: list[tuple[str, float, int]] = []
         for step, d in extra_rows:
             for k, v in d.items():
                 if not math.isfinite(v):
                     raise NonFiniteLossError(f"{k} became {v} at generator step {step}")
-                rows.append((k, v, step))
-        for key, value, step in rows:
+                extra_log.append((k, v, step))
+        for key, value, step in rows + extra_log:
             steps, values = self.history.setdefault(key, ([], []))
             steps.append(step)
             values.append(value)
         if self.tracker:
-            self._unsent.extend(rows)
+            if self.trial:  # the window's mean per key: MLflow's store costs per row
+                rows = window_means([STEP_KEYS[c] for c in active], table[:, active], buffer_steps)
+            self._unsent.extend(rows + extra_log)
             self.tracker.check()  # a server found gone in the background stops the run here
             self._send_metrics()
         if bar is not None:
@@ -399,12 +419,12 @@ class Trainer:
             self._send_metrics(force=True)
 
     def _send_metrics(self, force: bool = False) -> None:
-        """Hand buffered rows to the tracker at most every ``SEND_INTERVAL_S`` seconds: one
-        MLflow ``log_batch`` costs ~20 ms on SQLite whatever its size."""
+        """Hand buffered rows to the tracker at most every ``send_interval_s`` seconds: one
+        MLflow ``log_batch`` costs ~7 ms on SQLite plus ~0.13 ms per row."""
         now = time.perf_counter()
         if not self.tracker or not self._unsent:
             return
-        if force or now - self._last_send >= SEND_INTERVAL_S:
+        if force or now - self._last_send >= self.send_interval_s:
             rows, self._unsent = self._unsent, []
             self._last_send = now
             self.tracker.submit(self.tracker.log_metrics, rows)
@@ -458,6 +478,8 @@ class Trainer:
             self.tracker.log_artifact(config_path)
 
     def _log_end(self, samples: Tensor, wall: float) -> None:
+        """The run's last files. A trial writes its per-step values and evaluation samples
+        instead of figures and the generator model (see :mod:`pipeline.trial_record`)."""
         wd = self.workdir
         if not self.dataset.is_image:
             np.save(wd / "samples.npy", samples.numpy())
@@ -467,11 +489,14 @@ class Trainer:
                 wd / "progression.gif",
                 labels=[f"step {step}" for step, _ in self.grid_frames],
             )
-        plots.loss_curves(
-            {k: (np.asarray(s), np.asarray(v)) for k, (s, v) in self.history.items()},
-            wd / "loss_curves.png",
-            title=self.exp.name,
-        )
+        if self.trial:
+            per_step = write_per_step_csv(wd, self.history)
+        else:
+            plots.loss_curves(
+                {k: (np.asarray(s), np.asarray(v)) for k, (s, v) in self.history.items()},
+                wd / "loss_curves.png",
+                title=self.exp.name,
+            )
         ckpt = self.save_checkpoint(wd / "checkpoint.pt")
         if not self.tracker:
             return
@@ -487,6 +512,10 @@ class Trainer:
             t.log_artifact(wd / "samples.npy")
         elif (wd / "progression.gif").exists():
             t.log_artifact(wd / "progression.gif")
+        if self.trial:
+            t.log_artifact(per_step)
+            t.log_artifact(ckpt, "checkpoint")
+            return
         t.log_artifact(wd / "loss_curves.png")
         t.log_artifact(ckpt, "checkpoint")
         t.log_generator(self.generator.cpu(), self.noise_dim)
@@ -545,8 +574,13 @@ def run_training(
     status_for: Callable[[BaseException], str | None] | None = None,
     on_run_started: Callable[[str], None] | None = None,
     resume_state: dict[str, Any] | None = None,
+    trial: bool = False,
 ) -> TrainResult:
     """Train one experiment as one MLflow run (or untracked with ``tracking=None``).
+
+    ``trial=True`` records it as a tuning trial (:mod:`pipeline.trial_record`): per-step
+    metrics as window means sent every 10 s, evaluation samples instead of figures, no
+    generator model; :func:`pipeline.trial_record.complete_trial_run` adds those later.
 
     ``resume_state`` (a checkpoint checked with :func:`check_resumable`) continues a
     run from its step, nets, optimizers and RNG states, as a new MLflow run.
@@ -574,6 +608,7 @@ def run_training(
                 progress=progress,
                 on_eval=on_eval,
                 write_artifacts=tracking is not None,
+                trial=trial,
             )
             if resume_state is not None:
                 trainer.restore(resume_state)
@@ -581,6 +616,8 @@ def run_training(
         if tracking is not None:
             experiment_name = tracking.experiment_name or exp.name
             tags = run_tags(exp, trainer.device) | (extra_tags or {})
+            if trial:
+                tags[RECORD_TAG] = "trial"
             tracker = RunTracker.start(
                 tracking,
                 experiment_name,

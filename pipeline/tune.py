@@ -14,6 +14,12 @@
 
 Samplers and pruners by name: :mod:`pipeline.tune_factories`; the lines it prints and the
 study's artifacts: :mod:`pipeline.tune_report`; ``pipeline best``: :mod:`pipeline.best`.
+
+- A trial records what the search and the live view need (``run_training(trial=True)``,
+  :mod:`pipeline.trial_record`): per-step metrics as window means, sent every 10 s;
+  evaluation samples, not figures; no generator model. When the search ends, the study's
+  best trial gets its figures and generator (:meth:`Tuner.complete_best`); ``pipeline
+  best`` does the same for a best trial that lacks them.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from pipeline.tune_factories import make_pruner, make_sampler
 from pipeline.tune_report import best_trial as _best_trial
 from pipeline.tune_report import log_study_artifacts, summary
 from pipeline.tune_report import trial_line as _trial_line
-from pipeline.urls import mask_url
+from pipeline.urls import mask_url, scrub
 
 PARENT_ATTR = "mlflow_parent_run_id"
 
@@ -237,6 +243,7 @@ class Tuner:
                 | {"trial.number": trial.number},
                 status_for=lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else None,
                 on_run_started=started,
+                trial=True,
             )
         except (NonFiniteLossError, PluginRuntimeError) as exc:
             # FAIL in Optuna; the reason (naming the plugin) goes into the trial's line
@@ -288,6 +295,27 @@ class Tuner:
             }
         )
 
+    def complete_best(self, study) -> None:
+        """Give the study's best trial its figures and generator model (a trial runs
+        without them: :mod:`pipeline.trial_record`); once, when the search ends."""
+        from pipeline.trial_record import complete_trial_run
+
+        best = _best_trial(study)
+        run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
+        if self.tracking is None or not run_id:
+            return
+        try:
+            done = complete_trial_run(self.tracking, run_id, self.registry)
+        except Exception as exc:  # the study stands; `pipeline best` tries again
+            why = scrub(f"{type(exc).__name__}: {exc}", self.tracking.tracking_uri)
+            self.echo(
+                f"best trial {best.number}: figures and generator not logged ({why}); "
+                f"`pipeline best` tries again"
+            )
+            return
+        if done:
+            self.echo(f"best trial {best.number}: figures and generator logged to run {run_id}")
+
     # -- the whole invocation ----------------------------------------------------------
     def run(self):
         import torch
@@ -318,6 +346,7 @@ class Tuner:
                 catch=(NonFiniteLossError, PluginRuntimeError),
                 gc_after_trial=False,
             )
+            self.complete_best(study)
         except KeyboardInterrupt:
             status = "KILLED"
             raise

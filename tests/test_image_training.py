@@ -199,13 +199,19 @@ def test_three_trial_tune_on_digits(tmp_path, monkeypatch, registry):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 3
     values = []
+    best_run = study.best_trial.user_attrs["mlflow_run_id"]
     for child in children:
         assert child.info.status == "FINISHED"
         assert IMAGE_METRICS <= set(child.data.metrics)
         assert 1 <= int(child.data.params["train.n_critic"]) <= 10
         assert 0.1 <= float(child.data.params["constraint.weight"]) <= 100
+        # a trial keeps the grid's images; the best one gets the figures when the tune ends
         grids = {a.path for a in client.list_artifacts(child.info.run_id, "samples")}
-        assert grids == {"samples/step_0000004.png"}
+        is_best = child.info.run_id == best_run
+        drawn = {"samples/step_0000004.png"} if is_best else set()
+        assert grids == {"samples/step_0000004.npy"} | drawn
+        arts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert ("progression.gif" in arts) == is_best
         values.append(child.data.metrics["classifier_fd"])
     assert parents[0].data.metrics["best_value"] == pytest.approx(min(values))
     assert study.best_value == pytest.approx(min(values))

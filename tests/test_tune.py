@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import mlflow.pytorch
 import optuna
 import pytest
 import yaml
@@ -30,6 +32,18 @@ class PruneTrialNumber(optuna.pruners.BasePruner):
 
     def prune(self, study, trial) -> bool:
         return trial.number == self.number
+
+
+class InterruptTrialNumber(optuna.pruners.BasePruner):
+    """A real Optuna pruner that stops the tune like Ctrl-C at one trial's first report."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def prune(self, study, trial) -> bool:
+        if trial.number == self.number:
+            raise KeyboardInterrupt
+        return False
 
 
 def make_tuner(
@@ -126,6 +140,8 @@ def test_six_trials_land_in_the_optuna_journal(six_trials):
         assert 0.01 <= t.params["constraint.weight"] <= 100
     assert trials[2].user_attrs["pruned_at_step"] == 2
     assert any("PRUNED" in line and "at step 2" in line for line in six_trials.lines)
+    best = six_trials.best
+    assert f"best trial {best.number}: figures and generator logged" in "\n".join(six_trials.lines)
 
 
 @pytest.mark.slow
@@ -135,6 +151,7 @@ def test_each_trial_is_a_child_run_with_its_params_state_and_artifacts(six_trial
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {six_trials.parent.info.run_id}
     by_number = {int(c.data.tags["optuna.trial_number"]): c for c in children}
     assert sorted(by_number) == list(range(6))
+    best, client = six_trials.best, six_trials.client
     for number, child in by_number.items():
         t = trials[number]
         assert child.data.tags["optuna.state"] == t.state.name
@@ -146,12 +163,21 @@ def test_each_trial_is_a_child_run_with_its_params_state_and_artifacts(six_trial
             t.params["constraint.weight"]
         )
         assert "loss/critic" in child.data.metrics and "w1" in child.data.metrics
-        arts = {a.path for a in six_trials.client.list_artifacts(child.info.run_id)}
+        arts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"config.yaml", "samples"} <= arts
         if t.state.name == "COMPLETE":
             assert child.info.status == "FINISHED"
             assert child.data.metrics["w1"] == pytest.approx(t.value)
-            assert {"samples.npy", "loss_curves.png", "checkpoint"} <= arts
+            assert {"samples.npy", "per_step_metrics.csv", "checkpoint"} <= arts
+            # a trial keeps its evaluation samples; the best one also gets its figures
+            # and generator when the tune ends (pipeline.trial_record)
+            kept = {a.path for a in client.list_artifacts(child.info.run_id, "samples")}
+            npy = {"samples/step_0000002.npy", "samples/step_0000004.npy"}
+            png = {p.replace(".npy", ".png") for p in npy}
+            is_best = number == best.number
+            assert kept == (npy | png if is_best else npy)
+            assert ("loss_curves.png" in arts) == is_best
+            assert (child.data.tags.get("pipeline.completed") == "true") == is_best
         else:
             assert child.info.status == "KILLED"
             assert child.data.tags["optuna.pruned_at_step"] == "2"
@@ -208,6 +234,40 @@ def test_pipeline_best_names_the_best_trial_and_its_run(resumed, monkeypatch):
     (run,) = [c for c in children if c.data.tags["optuna.trial_number"] == str(best.number)]
     assert f"best trial {best.number}: w1 = " in result.output
     assert f"MLflow run {run.info.run_id} (parent {parents[0].info.run_id})" in result.output
+    assert f"generator: runs:/{run.info.run_id}/generator" in result.output
+
+
+@pytest.mark.slow
+def test_best_gives_the_best_trial_of_an_interrupted_tune_its_figures_and_generator(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    tuner = make_tuner(tmp_path, 3)
+    tuner.pruner = InterruptTrialNumber(1)
+    with pytest.raises(KeyboardInterrupt):
+        tuner.run()
+    best = load(tmp_path).best_trial
+    assert best.number == 0
+    run_id = best.user_attrs["mlflow_run_id"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert "pipeline.completed" not in client.get_run(run_id).data.tags  # the tune never ended
+
+    command = ["best", "wgan_gp_grid25", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert f"best trial 0: figures and generator logged to run {run_id}" in result.stderr
+    assert f"generator: runs:/{run_id}/generator" in result.stdout
+    assert client.get_run(run_id).data.tags["pipeline.completed"] == "true"
+    assert "loss_curves.png" in {a.path for a in client.list_artifacts(run_id)}
+    assert {a.path for a in client.list_artifacts(run_id, "samples")} == {
+        f"samples/step_000000{s}.{ext}" for s in (2, 4) for ext in ("npy", "png")
+    }
+    assert mlflow.pytorch.load_model(f"runs:/{run_id}/generator") is not None
+
+    # asked again, it only reports
+    again = CliRunner().invoke(main, [*command, "--json"])
+    assert again.exit_code == 0 and again.stderr == ""
+    assert json.loads(again.stdout)["best_model_uri"] == f"runs:/{run_id}/generator"
 
 
 @pytest.mark.slow
