@@ -169,7 +169,7 @@ def test_any_error_while_a_dataset_loads_becomes_one_message_naming_the_plugin()
 
 
 def test_metric_settings_come_from_the_experiment_file(registry, tmp_path):
-    from pipeline.train import Trainer
+    from pipeline.trainer import Trainer
 
     exp = load_experiment(
         EXPERIMENTS / "gan_ring8.yaml",

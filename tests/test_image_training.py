@@ -17,7 +17,7 @@ from pipeline.cli import main
 from pipeline.config import load_experiment
 from pipeline.plots import animate_grids
 from pipeline.tracking import TrackingSettings
-from pipeline.train import Trainer
+from pipeline.trainer import Trainer
 from pipeline.tune import TuneOptions, Tuner
 from pipeline_plugins.constraints.gradient_penalty import gradient_penalty
 from pipeline_plugins.constraints.spectral_norm import apply_spectral_norm, sigma_estimates
