@@ -47,7 +47,8 @@ from reference_loop import train as script_train
 from pipeline.config import Experiment, load_yaml, validate
 from pipeline.registry import default_registry
 from pipeline.tracking import RunTracker, TrackingSettings
-from pipeline.train import Trainer, run_tags
+from pipeline.train import run_tags
+from pipeline.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "wgan_gp_grid25.yaml"

@@ -91,7 +91,8 @@ def train(
     if device is not None:
         overrides = (*overrides, f"train.device={device}")
     exp = load_experiment(experiment_file, overrides, registry=registry)
-    from pipeline.train import resolve_device, run_training  # torch: only for a valid file
+    from pipeline.device import resolve_device  # torch: only for a valid file
+    from pipeline.train import run_training
 
     resolve_device(exp.train.device)  # a bad device is bad input: fail before any run exists
     tracking = tracking_flags.load()
@@ -101,7 +102,7 @@ def train(
     state = None
     extra_tags = {}
     if resume is not None:
-        from pipeline.train import check_resumable
+        from pipeline.resume import check_resumable
 
         state = _load_resume(resume, tracking)
         check_resumable(exp, state)

@@ -9,7 +9,7 @@ naming the dotted field (``train.n_critic``, ``constraint.weight``, ``loss.name`
 The critic takes one constraint (``constraint: {name: gradient_penalty, weight: 10}``) or
 several (``constraints: {spectral_norm: {}, gradient_penalty: {weight: 1}}``, keyed by
 plugin name so that ``constraints.gradient_penalty.weight`` is a dotted key like any
-other; see :mod:`pipeline.constraint_stack`).
+other; see :mod:`pipeline.constraint_config` and :mod:`pipeline.constraint_stack`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ from pipeline.config_tree import get_dotted, param_str
 from pipeline.config_tree import load_yaml as load_yaml
 from pipeline.config_tree import parse_override as parse_override
 from pipeline.config_tree import set_dotted as set_dotted
+from pipeline.constraint_config import STACKED_CONSTRAINTS, validate_constraints
 from pipeline.errors import ConfigError, PluginError
+from pipeline.plugin_choice import PluginChoice, choose, settings_error
 from pipeline.registry import PluginInfo, Registry
-from pipeline.types import KINDS, Kind, Settings
+from pipeline.types import Kind, Settings
 
 PLUGIN_SECTIONS: tuple[tuple[str, Kind], ...] = (
     ("dataset", "dataset"),
@@ -40,8 +42,6 @@ PLUGIN_SECTIONS: tuple[tuple[str, Kind], ...] = (
     ("optimizer.generator", "optimizer"),
     ("optimizer.critic", "optimizer"),
 )
-#: several constraints on one critic, by plugin name (instead of the one ``constraint``)
-STACKED_CONSTRAINTS = "constraints"
 TOP_LEVEL_KEYS = (
     "name",
     "description",
@@ -84,18 +84,6 @@ class TrainSettings(BaseModel):
     checkpoint_every: int = Field(0, ge=0)
     #: auto (CUDA when present), cpu, cuda or cuda:N
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-@dataclass(frozen=True)
-class PluginChoice:
-    """A plugin picked by an experiment, with its validated settings."""
-
-    section: str
-    info: PluginInfo
-    settings: Settings
-
-    def instantiate(self) -> Any:
-        return self.info.cls(self.settings)
 
 
 @dataclass(frozen=True)
@@ -176,17 +164,6 @@ def _switch_plugin(
 # -- validation ------------------------------------------------------------------
 
 
-def _pydantic_error(prefix: str, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    dotted = f"{prefix}.{loc}" if loc else prefix
-    if err["type"] == "extra_forbidden":
-        allowed = ", ".join(sorted(model.model_fields)) or "none"
-        return ConfigError(dotted, f"unknown key (allowed here: {allowed})")
-    got = err.get("input")
-    return ConfigError(dotted, f"{err['msg']} (got {got!r})")
-
-
 def _validate_plugin_section(
     data: dict[str, Any], section: str, kind: Kind, registry: Registry
 ) -> PluginChoice:
@@ -205,76 +182,7 @@ def _validate_plugin_section(
         info = registry.get(kind, name)
     except PluginError as exc:
         raise ConfigError(f"{section}.name", str(exc)) from None
-    values = {k: v for k, v in node.items() if k != "name"}
-    try:
-        settings = info.cls.Settings.model_validate(values)
-    except ValidationError as exc:
-        raise _pydantic_error(section, exc, info.cls.Settings) from None
-    return PluginChoice(section=section, info=info, settings=settings)
-
-
-def _validate_constraints(data: dict[str, Any], registry: Registry) -> dict[str, PluginChoice]:
-    """``constraints:``, several constraint plugins on one critic: a mapping from plugin name
-    to that plugin's settings, in the order they apply. Each becomes the plugin choice of
-    section ``constraints.<name>`` (so its MLflow tag is ``plugin.constraints.<name>``)."""
-    if data.get("constraint") is not None:
-        raise ConfigError(
-            STACKED_CONSTRAINTS,
-            "given together with 'constraint:'; use 'constraint:' for one plugin or "
-            "'constraints:' for several, not both (-o constraints=null drops the file's)",
-        )
-    node = data[STACKED_CONSTRAINTS]
-    example = "e.g. {spectral_norm: {}, gradient_penalty: {weight: 1}}"
-    if not isinstance(node, dict) or not node:
-        raise ConfigError(
-            STACKED_CONSTRAINTS,
-            f"must be a non-empty mapping from constraint names to their settings, {example}; "
-            f"got {node!r}",
-        )
-    if isinstance(node.get("name"), str):
-        raise ConfigError(
-            f"{STACKED_CONSTRAINTS}.name",
-            f"'constraints:' is keyed by plugin name ({example}); one plugin is "
-            "'constraint: {name: …}'",
-        )
-    choices: dict[str, PluginChoice] = {}
-    for name, values in node.items():
-        section = f"{STACKED_CONSTRAINTS}.{name}"
-        if not isinstance(name, str) or "." in name:
-            raise ConfigError(
-                section,
-                "a constraint name here must be a string without '.' (its settings are "
-                "named by dotted keys); use 'constraint: {name: …}' for such a plugin",
-            )
-        info = _stacked_constraint(registry, name, section)
-        if not isinstance(values, dict):  # null too: a bare key would read as "off"
-            raise ConfigError(
-                section,
-                f"must be a mapping of {name}'s settings ({{}} for its defaults), got {values!r}",
-            )
-        try:
-            settings = info.cls.Settings.model_validate(values)
-        except ValidationError as exc:
-            raise _pydantic_error(section, exc, info.cls.Settings) from None
-        choices[section] = PluginChoice(section=section, info=info, settings=settings)
-    return choices
-
-
-def _stacked_constraint(registry: Registry, name: str, section: str) -> PluginInfo:
-    """The constraint plugin ``name``; a plugin of another kind is named as such."""
-    if registry.has("constraint", name):
-        return registry.get("constraint", name)
-    others = [kind for kind in KINDS if registry.has(kind, name)]
-    if others:
-        raise ConfigError(
-            section,
-            f"{name!r} is a plugin of kind {others[0]}, not a constraint; available: "
-            f"{', '.join(registry.names('constraint'))}",
-        )
-    try:
-        return registry.get("constraint", name)
-    except PluginError as exc:
-        raise ConfigError(section, str(exc)) from None
+    return choose(section, info, {k: v for k, v in node.items() if k != "name"})
 
 
 def _jsonable(value: Any) -> Any:
@@ -303,11 +211,7 @@ def _metric_choices(entries: Any, registry: Registry) -> list[tuple[PluginInfo, 
             info = registry.get("metric", name)
         except PluginError as exc:
             raise ConfigError("metrics", str(exc)) from None
-        try:
-            chosen = info.cls.Settings.model_validate(values)
-        except ValidationError as exc:
-            raise _pydantic_error(f"metrics.{name}", exc, info.cls.Settings) from None
-        choices.append((info, chosen, bool(values)))
+        choices.append((info, choose(f"metrics.{name}", info, values).settings, bool(values)))
     return choices
 
 
@@ -360,13 +264,13 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
     try:
         train = TrainSettings.model_validate(train_raw)
     except ValidationError as exc:
-        raise _pydantic_error("train", exc, TrainSettings) from None
+        raise settings_error("train", exc, TrainSettings) from None
 
     plugins: dict[str, PluginChoice] = {}
     for section, kind in PLUGIN_SECTIONS:
         # ``constraints: null`` counts as absent: ``-o constraints=null`` drops the file's
         if section == "constraint" and data.get(STACKED_CONSTRAINTS) is not None:
-            plugins.update(_validate_constraints(data, registry))
+            plugins.update(validate_constraints(data, registry))
         else:
             plugins[section] = _validate_plugin_section(data, section, kind, registry)
     metric_choices = (

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
-    from pipeline.config import PluginChoice
+    from pipeline.plugin_choice import PluginChoice
 
 __all__ = ["ConstraintStack", "build_constraint", "has_penalty"]
 

@@ -19,7 +19,6 @@ from types import ModuleType
 from typing import Any
 
 from pipeline import hookspecs
-from pipeline.blame import PluginRuntimeError, blame_plugins, plugin_failure
 from pipeline.errors import PluginError
 from pipeline.plugin_manager import (
     PluginManager,
@@ -34,13 +33,10 @@ from pipeline.types import KINDS, Kind, KindSpec, Plugin, Settings, kind_of
 
 __all__ = [
     "PluginInfo",
-    "PluginRuntimeError",
     "Registry",
     "RegistryOptions",
-    "blame_plugins",
     "configure_default_registry",
     "default_registry",
-    "plugin_failure",
     "reset_default_registry",
 ]
 

@@ -37,20 +37,15 @@ from typing import Any
 
 import yaml
 
+from pipeline.blame import PluginRuntimeError
 from pipeline.config import apply_overrides, load_yaml, validate
 from pipeline.errors import ConfigError, NonFiniteLossError
-from pipeline.registry import PluginRuntimeError, Registry
+from pipeline.registry import Registry
 from pipeline.search_space import build_search_space
-from pipeline.storage import (
-    check_artifact_location,
-    default_storage_path,  # noqa: F401  (re-exported: it lived here)
-    parse_storage,
-)
+from pipeline.storage import check_artifact_location, parse_storage
 from pipeline.tracking import RunTracker, TrackingSettings, client_for
-from pipeline.tune_factories import make_pruner, make_sampler
-from pipeline.tune_report import best_trial as _best_trial
-from pipeline.tune_report import log_study_artifacts, summary
-from pipeline.tune_report import trial_line as _trial_line
+from pipeline.tune_factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, make_pruner, make_sampler
+from pipeline.tune_report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.urls import mask_url, scrub
 
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -62,8 +57,8 @@ class TuneOptions:
     timeout: float | None = None
     study_name: str | None = None
     storage: str | None = None
-    sampler: str = "tpe"
-    pruner: str = "median"
+    sampler: str = DEFAULT_SAMPLER
+    pruner: str = DEFAULT_PRUNER
     seed: int | None = None
     device: str | None = None
     n_jobs: int = 1
@@ -100,7 +95,7 @@ class Tuner:
         self.space = build_search_space(base, registry)
         # torch and Optuna only now: a refused file or space is reported without them
         from pipeline import dead_trials
-        from pipeline.train import resolve_device
+        from pipeline.device import resolve_device
 
         resolve_device(self.base_experiment.train.device)
         train = self.base_experiment.train
@@ -266,10 +261,10 @@ class Tuner:
                     tags["optuna.pruned_at_step"] = str(trial.user_attrs["pruned_at_step"])
                 for k, v in tags.items():
                     client.set_tag(run_id, k, v)
-            best = _best_trial(study)
+            best = best_trial(study)
             if self.parent is not None and best is not None:
                 self._record_best(best, trial.number)
-            self.echo(_trial_line(trial, self.space.metric))
+            self.echo(trial_line(trial, self.space.metric))
         dead_trials.fail_dead_trials(study, self.retry_dead)  # a sibling's, on this host
 
     def _record_best(self, best, step: int) -> None:
@@ -300,7 +295,7 @@ class Tuner:
         without them: :mod:`pipeline.trial_record`); once, when the search ends."""
         from pipeline.trial_record import complete_trial_run
 
-        best = _best_trial(study)
+        best = best_trial(study)
         run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
         if self.tracking is None or not run_id:
             return

@@ -42,7 +42,7 @@ from pipeline.tracking import RunTracker, TrackingSettings
 from pipeline.tracking_http import TrackingUnavailable, display_uri
 
 if TYPE_CHECKING:
-    from pipeline.train import Trainer
+    from pipeline.trainer import Trainer
 
 
 def keep_unsent(
@@ -69,7 +69,7 @@ def keep_unsent(
     checkpoint = trainer.save_checkpoint(folder / "checkpoint.pt")
     if not trainer.dataset.is_image and not (folder / "samples.npy").exists():
         np.save(folder / "samples.npy", trainer.sample().numpy())
-    rows = tracker.unsent_metrics + trainer._unsent
+    rows = tracker.unsent_metrics + trainer.run_log.unsent
     with open(folder / "unsent_metrics.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["key", "value", "step"])

@@ -31,6 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 #: the installed gan-pipeline, as errors and MLflow tags name it ("gan-pipeline 0.1.0")
 GAN_PIPELINE = f"gan-pipeline {importlib.metadata.version('gan-pipeline')}"
+#: the metrics an image dataset with labels gets by default, besides ``w1``
+IMAGE_METRICS = frozenset(
+    {"classifier_fd", "class_coverage", "class_kl", "precision", "recall", "classifier_accuracy"}
+)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,8 @@ from pipeline.cli import main
 from pipeline.config import load_experiment
 from pipeline.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from pipeline.tracking import RunTracker, TrackingSettings
-from pipeline.train import Trainer, run_training
+from pipeline.train import run_training
+from pipeline.trainer import Trainer
 from tests.conftest import EXPERIMENTS, tiny
 
 SMALL = ("model.g_width=16", "model.d_width=16", "train.batch_size=32")

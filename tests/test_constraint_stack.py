@@ -20,9 +20,11 @@ from pipeline.cli import main
 from pipeline.config import load_experiment, load_yaml, validate
 from pipeline.constraint_stack import ConstraintStack, build_constraint, has_penalty
 from pipeline.errors import ConfigError
+from pipeline.resume import check_resumable
 from pipeline.search_space import build_search_space
 from pipeline.testing import registered
-from pipeline.train import Trainer, check_resumable, run_tags
+from pipeline.train import run_tags
+from pipeline.trainer import Trainer
 from pipeline.types import Constraint
 from pipeline_plugins.constraints.gradient_penalty import GradientPenalty
 from pipeline_plugins.constraints.spectral_norm import SpectralNorm

@@ -17,22 +17,14 @@ from pipeline.cli import main
 from pipeline.config import load_experiment
 from pipeline.plots import animate_grids
 from pipeline.tracking import TrackingSettings
-from pipeline.train import Trainer
+from pipeline.trainer import Trainer
 from pipeline.tune import TuneOptions, Tuner
 from pipeline_plugins.constraints.gradient_penalty import gradient_penalty
 from pipeline_plugins.constraints.spectral_norm import apply_spectral_norm, sigma_estimates
 from pipeline_plugins.datasets.digits import Digits
 from pipeline_plugins.metrics.classifier_fd import ClassifierFD
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, IMAGE_METRICS
 
-IMAGE_METRICS = {
-    "classifier_fd",
-    "class_coverage",
-    "class_kl",
-    "precision",
-    "recall",
-    "classifier_accuracy",
-}
 #: a few steps of a narrow DCGAN: enough to exercise every path, seconds to run
 TINY = [
     "train.steps=6",

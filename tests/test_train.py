@@ -14,7 +14,8 @@ from pipeline import hookimpl
 from pipeline.config import load_experiment
 from pipeline.errors import NonFiniteLossError
 from pipeline.registry import Registry
-from pipeline.train import Trainer, run_training
+from pipeline.train import run_training
+from pipeline.trainer import Trainer
 from pipeline.types import Loss
 from tests.conftest import EXPERIMENTS, tiny
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipeline import train
+from pipeline import trial_record
 from pipeline.config import load_experiment
 from pipeline.train import run_training
 from pipeline.trial_record import (
@@ -92,7 +92,7 @@ def test_a_running_trial_has_its_metrics_in_the_store_within_the_send_interval(
     registry, shared_store, monkeypatch
 ):
     interval = 0.5
-    monkeypatch.setattr(train, "TRIAL_SEND_INTERVAL_S", interval)
+    monkeypatch.setattr(trial_record, "TRIAL_SEND_INTERVAL_S", interval)
     client = MlflowClient(shared_store.tracking_uri)
     seen: dict[str, object] = {}
 
