@@ -243,10 +243,9 @@ class PopulationTrainer:
             m.name: float(m.compute(samples, member.single.dataset)) for m in member.single.metrics
         }
 
-    def store_member(self, k: int) -> Trainer:
-        """Member ``k``'s single build with its trained nets copied back (checkpoints)."""
-        member = self.members[k]
-        assert member is not None
+    def store_member(self, k: int, member: Member) -> Trainer:
+        """Slot ``k``'s trained nets copied back into ``member``'s single build (for its
+        checkpoint); the slot still holds them after the member ended (:meth:`clear`)."""
         self.G.store_member(k, member.single.generator)
         self.D.store_member(k, member.single.critic)
         return member.single
