@@ -129,13 +129,29 @@ def main() -> None:
             wall = tune_arm(arm, arms[arm], args)
             rates[arm].append(arms[arm] / wall * 3600)
             print(f"round {r}: {arm}: {arms[arm]} trials in {wall:.1f} s", flush=True)
-    per_hour = {arm: round(statistics.median(v), 1) for arm, v in rates.items()}
-    ratios = {
-        arm: round(statistics.median(a / b for a, b in zip(v, rates["one"], strict=True)), 3)
-        for arm, v in rates.items()
-        if arm != "one"
-    }
-    result = {
+            # written after every arm: a run cut short (gpu.sh's timeout) keeps what it has
+            result = summarise(rates, arms, skipped, args)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result) + "\n")
+    print(json.dumps(result))
+
+
+def summarise(
+    rates: dict[str, list[float]],
+    arms: dict[str, int],
+    skipped: dict[str, str],
+    args: argparse.Namespace,
+) -> dict[str, object]:
+    """Medians over the rounds run so far (arms not yet run are left out)."""
+    done = {arm: v for arm, v in rates.items() if v}
+    per_hour = {arm: round(statistics.median(v), 1) for arm, v in done.items()}
+    ratios = {}
+    if "one" in done:
+        for arm, v in done.items():
+            if arm != "one":
+                pairs = list(zip(v, done["one"], strict=False))
+                ratios[arm] = round(statistics.median(a / b for a, b in pairs), 3)
+    return {
         "benchmark": "population",
         "device": args.device,
         "trials_per_hour": per_hour,
@@ -144,14 +160,11 @@ def main() -> None:
         "trials": arms,
         "steps": args.steps,
         "width": args.width,
-        "rounds": args.rounds,
+        "rounds": max(len(v) for v in rates.values()),
         "threads": torch.get_num_threads(),
         "quick": args.quick,
         "torch": torch.__version__,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result) + "\n")
-    print(json.dumps(result))
 
 
 if __name__ == "__main__":

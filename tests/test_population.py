@@ -258,3 +258,34 @@ def test_weight_clipping_holds_per_member(registry):
         assert biggest <= clip + 1e-7
     assert max(p[1].abs().max().item() for p in trainer.D.parameters()) > 0.005
     assert torch.isfinite(trainer.samples()).all()
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (benchmarks/gpu.sh)")
+
+
+@CUDA
+@pytest.mark.parametrize("case", ["gradient_penalty+adam", "stack+bce"])
+def test_cuda_members_give_their_single_cuda_trainings(registry, case):
+    """On the GPU as on the CPU (each member's training generator lives on the device)."""
+    file, variants, tol = CASES[case]
+    exps = experiments(registry, file, *[(*v, "train.device=cuda") for v in variants])
+    singles = [run_training(e, tracking=None, progress=False) for e in exps]
+    population = train_population(exps)
+    assert not population.errors
+    # TF32 matmuls may differ between the batched and the single kernels: a looser bound
+    for k, single in enumerate(singles):
+        assert worst_difference(single, population.results[k]) <= 10 * tol, (case, k)
+
+
+@CUDA
+def test_cuda_population_of_128_trains_and_stays_finite(registry):
+    exps = [
+        load_experiment(
+            EXPERIMENTS / "wgan_gp_grid25.yaml",
+            [*BASE, "train.device=cuda", f"train.seed={k}", f"constraint.weight={0.01 * (k + 1)}"],
+            registry=registry,
+        )
+        for k in range(128)
+    ]
+    population = train_population(exps)
+    assert not population.errors and len(population.results) == 128
