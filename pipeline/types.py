@@ -213,6 +213,10 @@ class PopulationConstraint:
     def diagnostics(self, critic: StackedNet) -> dict[str, Tensor]:
         return {}
 
+    def store_member(self, k: int, critic: nn.Module) -> None:
+        """Write member ``k``'s state into its single ``critic`` (its checkpoint)."""
+        return None
+
 
 class PopulationOptimizer(ABC):
     """K optimizers over stacked parameters: ``step`` updates only where ``mask`` is
@@ -230,6 +234,11 @@ class PopulationOptimizer(ABC):
     @abstractmethod
     def set_member(self, k: int, settings: Settings) -> None:
         """Slot ``k`` takes a new member: its settings, and a fresh state."""
+
+    def member_state(self, k: int, index: int) -> dict[str, Tensor]:
+        """Member ``k``'s state of ``params[index]`` as its torch optimizer keeps it (the
+        member's checkpoint); empty (the default): a resumed member starts it afresh."""
+        return {}
 
 
 class Dataset(Plugin):

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOL = 1e-4
 TOL_SN = 2e-3
+#: optimizer states in a member's checkpoint (see test_a_members_checkpoint_…)
+TOL_STATE = 2e-3
 BASE = (
     "train.steps=6",
     "train.eval_every=3",
@@ -289,3 +291,53 @@ def test_cuda_population_of_128_trains_and_stays_finite(registry):
     ]
     population = train_population(exps)
     assert not population.errors and len(population.results) == 128
+
+
+def _close(a, b, tol: float, where: str) -> None:
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for key in a:
+            _close(a[key], b[key], tol, f"{where}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _close(x, y, tol, f"{where}[{i}]")
+    elif isinstance(a, Tensor):
+        assert a.shape == b.shape, where
+        assert torch.allclose(a.float(), b.float(), rtol=tol, atol=tol), where
+    else:
+        assert a == b, where
+
+
+# not weight_clipping+rmsprop: its clipped critic's gradients are ~1e-8, near RMSProp's
+# eps, so the momentum buffer's g/(√v + eps) turns rounding into differences of 1e-1
+# (the parameters still agree, and the optimizer math is checked on its own below)
+@pytest.mark.parametrize("case", ["gradient_penalty+adam", "none+sgd", "spectral_norm+adam"])
+def test_a_members_checkpoint_is_its_single_trainings(registry, tmp_path, case):
+    """Nets, spectral norm's u and v, optimizer state and RNG states, as the single
+    training of the member's seed leaves them (what ``--resume`` continues from)."""
+    from pipeline.train import Trainer
+
+    file, variants, tol = CASES[case]
+    exps = experiments(registry, file, *variants)
+    members: dict[int, object] = {}
+    trainer = PopulationTrainer(exps, device="cpu")
+
+    class Keep(_Results):
+        def on_end(self, k, member, result, error) -> None:
+            members[k] = trainer.store_member(k, member).checkpoint_state()
+
+    PopulationLoop(trainer, Keep()).run()
+    for k, exp in enumerate(exps):
+        single = Trainer(exp, workdir=tmp_path, progress=False, write_artifacts=False)
+        single.run()
+        want, got = single.checkpoint_state(), members[k]
+        for key in ("generator", "critic"):
+            _close(want[key], got[key], tol, key)
+        # optimizer states hold scale-free ratios (Adam's m/√v): an entry whose gradient is
+        # zero up to rounding differs more there
+        for key in ("optimizer_generator", "optimizer_critic"):
+            _close(want[key], got[key], max(tol, TOL_STATE), key)
+        assert got["step"] == want["step"] == exp.train.steps
+        for key in ("data", "train"):
+            assert torch.equal(got["rng"][key], want["rng"][key])

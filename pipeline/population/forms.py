@@ -177,6 +177,10 @@ class PopulationConstraintStack(PopulationConstraint):
                 total = term if total is None else total + term
         return total
 
+    def store_member(self, k: int, critic: nn.Module) -> None:
+        for _, form in self.forms:
+            form.store_member(k, critic)
+
     def after_critic_step(self, critic: StackedNet) -> None:
         for _, form in self.forms:
             form.after_critic_step(critic)

@@ -68,6 +68,11 @@ class StackedMLP:
         for p in self.parameters():
             p.requires_grad_(flag)
 
+    def module_parameters(self, net: nn.Module) -> list[Tensor]:
+        """One member's parameters in the order of :meth:`parameters`."""
+        linears = [net.get_submodule(layer.path) for layer in self.layers]
+        return [t for linear in linears for t in (_weight_of(linear), linear.bias)]
+
     @torch.no_grad()
     def load_member(self, k: int, net: nn.Module) -> None:
         """Copy one member's net (as :func:`stack_nets` read it) into slot ``k``."""

@@ -246,9 +246,19 @@ class PopulationTrainer:
     def store_member(self, k: int, member: Member) -> Trainer:
         """Slot ``k``'s trained nets copied back into ``member``'s single build (for its
         checkpoint); the slot still holds them after the member ended (:meth:`clear`)."""
-        self.G.store_member(k, member.single.generator)
-        self.D.store_member(k, member.single.critic)
-        return member.single
+        single = member.single
+        self.G.store_member(k, single.generator)
+        self.D.store_member(k, single.critic)
+        self.constraint.store_member(k, single.critic)
+        for form, stacked, optimizer, net in (
+            (self.opt_g, self.G, single.opt_g, single.generator),
+            (self.opt_d, self.D, single.opt_d, single.critic),
+        ):
+            for index, param in enumerate(stacked.module_parameters(net)):
+                state = form.member_state(k, index)
+                if state:
+                    optimizer.state[param] = state
+        return single
 
     def close(self) -> None:
         self._tmp.cleanup()

@@ -112,6 +112,15 @@ class PopulationSpectralNorm(PopulationConstraint):
                 u[k].copy_(param._u)
                 v[k].copy_(param._v)
 
+    def store_member(self, k: int, critic: nn.Module) -> None:
+        import torch
+
+        with torch.no_grad():
+            for path, (u, v) in self.vectors.items():
+                (param,) = _spectral_parametrizations(critic.get_submodule(path))
+                param._u.copy_(u[k])
+                param._v.copy_(v[k])
+
     def diagnostics(self, critic: StackedNet) -> dict[str, Tensor]:
         import torch
 

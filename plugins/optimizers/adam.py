@@ -119,6 +119,18 @@ class PopulationAdam(PopulationOptimizer):
             state[k].zero_()
         self.steps[k] = 0
 
+    def member_state(self, k: int, index: int) -> dict[str, Tensor]:
+        import torch
+
+        if self.steps[k] == 0:
+            return {}
+        step = self.steps[k].to(torch.float32).cpu()
+        return {
+            "step": step,
+            "exp_avg": self.exp_avg[index][k].clone(),
+            "exp_avg_sq": self.exp_avg_sq[index][k].clone(),
+        }
+
     def step(self, mask: Tensor) -> None:
         import torch
 

@@ -77,6 +77,7 @@ class PopulationRMSProp(PopulationOptimizer):
         super().__init__(params, settings)
         self.square_avg = [torch.zeros_like(p) for p in self.params]
         self.momentum_buffer = [torch.zeros_like(p) for p in self.params]
+        self.steps = torch.zeros(len(self.settings), device=self.params[0].device)
         self._hyper()
 
     def _hyper(self) -> None:
@@ -99,11 +100,21 @@ class PopulationRMSProp(PopulationOptimizer):
         self._hyper()
         for state in (*self.square_avg, *self.momentum_buffer):
             state[k].zero_()
+        self.steps[k] = 0
+
+    def member_state(self, k: int, index: int) -> dict[str, Tensor]:
+        if self.steps[k] == 0:
+            return {}
+        state = {"step": self.steps[k].cpu(), "square_avg": self.square_avg[index][k].clone()}
+        if self.settings[k].momentum > 0:
+            state["momentum_buffer"] = self.momentum_buffer[index][k].clone()
+        return state
 
     def step(self, mask: Tensor) -> None:
         import torch
 
         with torch.no_grad():
+            self.steps = self.steps + mask.to(self.steps.dtype)
             for p, sq, buf in zip(self.params, self.square_avg, self.momentum_buffer, strict=True):
                 shape = (-1,) + (1,) * (p.dim() - 1)
                 grad = p.grad

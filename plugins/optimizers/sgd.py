@@ -80,6 +80,7 @@ class PopulationSGD(PopulationOptimizer):
 
         super().__init__(params, settings)
         self.momentum_buffer = [torch.zeros_like(p) for p in self.params]
+        self.steps = torch.zeros(len(self.settings), device=self.params[0].device)
         self._hyper()
 
     def _hyper(self) -> None:
@@ -101,11 +102,18 @@ class PopulationSGD(PopulationOptimizer):
         self._hyper()
         for buf in self.momentum_buffer:
             buf[k].zero_()
+        self.steps[k] = 0
+
+    def member_state(self, k: int, index: int) -> dict[str, Tensor]:
+        if self.steps[k] == 0 or self.settings[k].momentum == 0:
+            return {}
+        return {"momentum_buffer": self.momentum_buffer[index][k].clone()}
 
     def step(self, mask: Tensor) -> None:
         import torch
 
         with torch.no_grad():
+            self.steps = self.steps + mask.to(self.steps.dtype)
             for p, buf in zip(self.params, self.momentum_buffer, strict=True):
                 shape = (-1,) + (1,) * (p.dim() - 1)
                 grad = p.grad
