@@ -137,3 +137,19 @@ def test_cli_population_option(tmp_path):
         assert "populations of 2 trials" in result.output
         bad = runner.invoke(main, [*args, "--population", "0"])
     assert bad.exit_code == 2 and "--population: must be ≥ 1" in bad.output
+
+
+def test_ctrl_c_leaves_no_trial_running_and_no_run_open(tmp_path):
+    from tests.test_tune import InterruptTrialNumber
+
+    tuner = make_tuner(tmp_path, 4, [], "wgan_gp_grid25.yaml")
+    tuner.pruner = InterruptTrialNumber(1)
+    population = PopulationTuner(tuner, 2)
+    with pytest.raises(KeyboardInterrupt):
+        population.run()
+    states = {t.number: t.state.name for t in population.study.trials}
+    assert states == {0: "FAIL", 1: "FAIL"}
+    client, runs = children(tmp_path, "wgan_gp_grid25")
+    assert {r.info.status for r in runs} == {"KILLED"} and len(runs) == 2
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "KILLED"

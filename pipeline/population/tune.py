@@ -219,16 +219,31 @@ class PopulationTuner(MemberHooks):
                 finally:
                     self.trainer.close()
             tuner.complete_best(study)
-        except BaseException:
+        except BaseException as exc:
             status = "KILLED"
-            for trial, run, _ in self.slots.values():
-                run.finish(self.trainer, 0, None, None, "KILLED", "the tune was stopped")
-                study.tell(trial, state=_failed_state())
+            self._stop_all(f"the tune stopped: {type(exc).__name__}")
             raise
         finally:
             self._close_parent(status, time.perf_counter() - start)
         tuner.echo(summary(study, tuner.space.metric, time.perf_counter() - start))
         return study
+
+    def _stop_all(self, reason: str) -> None:
+        """Ctrl-C or an error: running members' runs end KILLED, every trial this tune
+        asked and did not finish (running or waiting) is FAIL, never left RUNNING."""
+        import optuna
+
+        fail = optuna.trial.TrialState.FAIL
+        for k, (trial, run, _) in list(self.slots.items()):
+            run.finish(self.trainer, k, None, None, "KILLED", reason)
+            trial.set_user_attr("fail_reason", reason)
+            self.study.tell(trial, state=fail)
+        self.slots.clear()
+        for queue in self.waiting.values():
+            for trial, _, _ in queue:
+                trial.set_user_attr("fail_reason", reason)
+                self.study.tell(trial, state=fail)
+        self.waiting.clear()
 
     def _first_members(self) -> list[tuple[Any, dict[str, Any], Any]]:
         """The members of the next population: the largest waiting group, or new trials."""
@@ -264,9 +279,3 @@ def _structural(key: str, exp) -> bool:
     if key.startswith("train."):
         return key.split(".", 1)[1] not in TRAIN_PER_MEMBER
     return key.endswith(".name") or key.startswith("model.")
-
-
-def _failed_state():
-    import optuna
-
-    return optuna.trial.TrialState.FAIL
