@@ -175,6 +175,11 @@ class StackedNet(Protocol):
     layers: list[Any]
     #: members taking part in the current step, bool ``(K,)``: state may change only there
     mask: Tensor
+    #: the same on the host (no device sync to read it): ``taking[k] == bool(mask[k])``
+    taking: list[bool]
+
+    def set_mask(self, taking: list[bool]) -> None:
+        """Set ``taking`` and ``mask`` together."""
 
     def __call__(self, x: Tensor) -> Tensor: ...
 

@@ -48,8 +48,12 @@ class StackedMLP:
         self.activations = activations
         #: a generator reshapes its output to the data shape; a critic (None) squeezes
         self.out_shape = out_shape
-        k = layers[0].weight.shape[0]
-        self.mask = torch.ones(k, dtype=torch.bool, device=layers[0].weight.device)
+        self.set_mask([True] * layers[0].weight.shape[0])
+
+    def set_mask(self, taking: list[bool]) -> None:
+        """The members taking part in what follows (:class:`pipeline.types.StackedNet`)."""
+        self.taking = list(taking)
+        self.mask = torch.tensor(self.taking, dtype=torch.bool, device=self.layers[0].weight.device)
 
     def __call__(self, x: Tensor) -> Tensor:
         k, n = x.shape[0], x.shape[1]

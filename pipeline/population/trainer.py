@@ -133,9 +133,6 @@ class PopulationTrainer:
         self.members[k] = None
 
     # -- one step of every active member ---------------------------------------------------
-    def _mask(self, taking: list[bool]) -> Tensor:
-        return torch.tensor(taking, dtype=torch.bool, device=self.device)
-
     def _real(self, taking: list[bool]) -> Tensor:
         shape = (self.batch_size, *self.dataset.shape)
         parts = [
@@ -178,8 +175,8 @@ class PopulationTrainer:
         self.D.requires_grad_(True)
         for i in range(max(counts, default=0)):
             taking = [c > i for c in counts]
-            mask = self._mask(taking)
-            self.D.mask = mask
+            self.D.set_mask(taking)
+            mask = self.D.mask
             real = self._real(taking)
             with torch.no_grad():
                 fake = self.G(self._noise(taking))
@@ -201,8 +198,8 @@ class PopulationTrainer:
             extra["grad_norm/critic"] = grad_norm_d
         # generator step: the critic's weights need no gradients here
         self.D.requires_grad_(False)
-        mask = self._mask(active)
-        self.D.mask = mask
+        self.D.set_mask(active)
+        mask = self.D.mask
         fake = self.G(self._noise(active))
         if self.loss.needs_real_scores:
             real_scores, fake_scores = self._score(self._real(active), fake)

@@ -69,11 +69,10 @@ class PopulationGradientPenalty(PopulationConstraint):
         import torch
 
         weights = [s.weight for s in self.settings]
-        mask = critic.mask
-        taking = mask & torch.tensor([w > 0 for w in weights], device=mask.device)
-        if not bool(taking.any()):
+        before = critic.taking
+        draws = [take and w > 0 for take, w in zip(before, weights, strict=True)]
+        if not any(draws):
             return None
-        draws = taking.tolist()
         alpha_shape = (real.shape[1],) + (1,) * (real.dim() - 2)
         alpha = torch.zeros((real.shape[0], *alpha_shape), device=real.device, dtype=real.dtype)
         for k, draw in enumerate(draws):
@@ -82,11 +81,11 @@ class PopulationGradientPenalty(PopulationConstraint):
                     alpha_shape, device=real.device, dtype=real.dtype, generator=rngs[k]
                 )
         x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-        critic.mask = taking
+        critic.set_mask(draws)
         try:
             scores = critic(x_hat)
         finally:
-            critic.mask = mask
+            critic.set_mask(before)
         (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
         grad_norm = grad.flatten(start_dim=2).norm(2, dim=2)
         weight = torch.tensor(weights, device=real.device, dtype=real.dtype)
