@@ -19,8 +19,8 @@ rotates each round); the result is the median over rounds of each arm's trials/h
 of each ratio to ``one``. ``--device cuda`` runs on the GPU (``benchmarks/gpu.sh``).
 
 Usage: ``python benchmarks/population.py [--quick] [--rounds R] [--population 8 32]
-[--device cpu|cuda] [--out PATH]``. The last line of stdout is one line of JSON, also
-written to ``--out`` (default ``benchmarks/results/population.json``).
+[--device cpu|cuda] [--tracking on|off|auto] [--out PATH]``. The last line of stdout is
+one line of JSON, also written to ``--out`` (default ``benchmarks/results/population.json``).
 """
 
 from __future__ import annotations
@@ -59,14 +59,17 @@ def tune_arm(arm: str, trials: int, args: argparse.Namespace) -> float:
     """Wall seconds of one complete tune of ``trials`` trials for ``arm``."""
     registry = default_registry()
     with tempfile.TemporaryDirectory(prefix="bench-population-") as tmp:
-        tracking = TrackingSettings(
-            tracking_uri=f"sqlite:///{tmp}/mlflow.db", artifact_location=f"{tmp}/artifacts"
-        )
+        tracking = None
+        if args.tracking:
+            tracking = TrackingSettings(
+                tracking_uri=f"sqlite:///{tmp}/mlflow.db", artifact_location=f"{tmp}/artifacts"
+            )
         extra = {}
         if arm.startswith("workers_"):
             extra["workers"] = int(arm.split("_")[1])
         options = TuneOptions(
             n_trials=trials,
+            storage=f"{tmp}/optuna.journal",
             seed=0,
             sampler="random",
             pruner="none",
@@ -104,7 +107,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--tracking",
+        choices=["on", "off", "auto"],
+        default="on",
+        help="MLflow child runs per trial; auto: on where mlflow is installed",
+    )
     args = parser.parse_args()
+    if args.tracking == "auto":
+        import importlib.util
+
+        args.tracking = "on" if importlib.util.find_spec("mlflow") else "off"
+    args.tracking = args.tracking == "on"
     if args.quick:
         args.rounds, args.steps = 1, args.steps or 8
         args.width = min(args.width, 32)
@@ -162,6 +176,7 @@ def summarise(
         "width": args.width,
         "rounds": max(len(v) for v in rates.values()),
         "threads": torch.get_num_threads(),
+        "tracking": args.tracking,
         "quick": args.quick,
         "torch": torch.__version__,
     }
