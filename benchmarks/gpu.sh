@@ -12,7 +12,8 @@
 # 3. CUDA graphs for the one-trial step (benchmarks/cuda_graphs.py);
 # 4. GPU utilisation meanwhile: `nvidia-smi --query-gpu=utilization.gpu` every 200 ms in
 #    the background, mean and max over the run.
-# Prints one line of JSON (also written to benchmarks/results/gpu.json, or $OUT/gpu.json
+# Before a GPU session, run benchmarks/gpu_wheels.sh here and carry ".whl" (the GPU image has
+# torch but not Optuna or pydantic). Prints one line of JSON (also written to benchmarks/results/gpu.json, or $OUT/gpu.json
 # when $OUT is set). Python: $PYTHON, else .venv/bin/python, else python3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,36 @@ PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
+# On the GPU image: Optuna and pydantic from the wheels benchmarks/gpu_wheels.sh fetched
+# (carried as .whl), and this project itself (its plugins are entry points) into /tmp
+if [ -d .whl ] && ! "$PY" -c "import optuna, pydantic" 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/gan-site .whl/*.whl || exit 3
+  export PYTHONPATH="/tmp/gan-site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+if ! "$PY" -c "import importlib.metadata as m; m.version('gan-pipeline')" 2>/dev/null; then
+  # no build (the image's setuptools may predate pyproject's license string): the
+  # distribution's metadata and entry points, and the two packages linked from here
+  "$PY" - <<'PYEOF' || exit 3
+import pathlib, tomllib
+root, site = pathlib.Path.cwd(), pathlib.Path("/tmp/gan-project")
+project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+info = site / f"gan_pipeline-{project['version']}.dist-info"
+info.mkdir(parents=True, exist_ok=True)
+(info / "METADATA").write_text(
+    f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
+)
+(info / "entry_points.txt").write_text("".join(
+    f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items()) + "\n"
+    for group, items in project["entry-points"].items()
+))
+for package, folder in (("pipeline", "pipeline"), ("pipeline_plugins", "plugins")):
+    if not (site / package).exists():
+        (site / package).symlink_to(root / folder)
+PYEOF
+  export PYTHONPATH="/tmp/gan-project${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export MPLBACKEND=Agg
 RESULTS="${OUT:-benchmarks/results}"
 mkdir -p "$RESULTS"
 WORK="$(mktemp -d)"
@@ -58,7 +89,7 @@ CI=true timeout 60 "$PY" -m pytest -q -p no:cacheprovider tests/test_population.
 TESTS_RC=$?
 TESTS_S=$SECONDS
 # 2. trials/hour
-timeout 180 "$PY" benchmarks/population.py --device "$DEVICE" "${BENCH[@]}" \
+timeout 180 "$PY" benchmarks/population.py --device "$DEVICE" --tracking auto "${BENCH[@]}" \
   --out "$WORK/population.json" > "$WORK/population.txt" 2>&1
 BENCH_RC=$?
 # 3. CUDA graphs
@@ -93,7 +124,8 @@ if pop.exists():
     out["trials_per_hour"] = data["trials_per_hour"]
     out["ratio_to_one"] = data["ratio_to_one"]
     out["skipped"] = data["skipped"]
-    out["budget"] = {"steps": data["steps"], "width": data["width"], "trials": data["trials"]}
+    out["budget"] = {"steps": data["steps"], "width": data["width"], "trials": data["trials"],
+                     "tracking": data["tracking"]}
 else:
     out["population_error"] = {"rc": int(bench_rc), "tail": tail("population.txt")}
 graphs = (work / "graphs.json").read_text().strip() if (work / "graphs.json").exists() else ""
