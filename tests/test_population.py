@@ -90,7 +90,8 @@ CASES = {
     # constraint gradient_penalty, optimizer adam; per-member λ (0 included), n_critic, lr
     "gradient_penalty+adam": (
         "wgan_gp_grid25.yaml",
-        [(), ("train.seed=1", "constraint.weight=0.5", "train.n_critic=2"),
+        [(), ("train.seed=1", "constraint.weight=0.5", "train.n_critic=2",
+              "train.n_critic_warmup=3"),
          ("train.seed=2", "optimizer.critic.lr=0.001", "constraint.weight=0")],
         TOL,
     ),
@@ -177,6 +178,49 @@ def test_a_slot_refilled_midway_reproduces_its_single_training(registry):
     assert worst_difference(run_training(long_, tracking=None, progress=False), got[1]) <= TOL
 
 
+def test_a_member_going_non_finite_fails_alone(registry):
+    sgd = "optimizer.critic={name: sgd, lr: %s}"
+    calm, wild = experiments(
+        registry, "wgan_gp_grid25.yaml", (sgd % "0.01",), (sgd % "1.0e+30", "train.seed=1")
+    )
+    population = train_population([calm, wild])
+    assert list(population.errors) == [1]
+    assert "loss/critic became nan at generator step 1" in str(population.errors[1])
+    single = run_training(calm, tracking=None, progress=False)
+    assert worst_difference(single, population.results[0]) <= TOL
+
+
+class _Relativistic(Loss):
+    """Relativistic average BCE (Jolicoeur-Martineau 2019): the generator term needs the
+    real scores, so the population also scores a real batch in the generator step."""
+
+    name = "relativistic_average"
+    needs_real_scores = True
+
+    def critic_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        soft = torch.nn.functional.softplus
+        return (
+            soft(-(real_scores - fake_scores.mean())).mean()
+            + soft(fake_scores - real_scores.mean()).mean()
+        )
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Tensor | None) -> Tensor:
+        assert real_scores is not None
+        return self.critic_loss(fake_scores, real_scores)
+
+
+def test_a_loss_that_needs_real_scores(extra_registry):
+    exps = experiments(
+        extra_registry, "wgan_gp_grid25.yaml",
+        ("loss={name: relativistic_average}",),
+        ("loss={name: relativistic_average}", "train.seed=1", "train.n_critic=2"),
+    )  # fmt: skip
+    singles = [run_training(e, tracking=None, progress=False) for e in exps]
+    population = train_population(exps)
+    for k, single in enumerate(singles):
+        assert worst_difference(single, population.results[k]) <= TOL
+
+
 class _NoForm(Constraint):
     name = "no_population_form"
 
@@ -202,6 +246,7 @@ class _Provider:
     @hookimpl
     def register_losses(self, register):
         register(_ItemLoss)
+        register(_Relativistic)
 
 
 @pytest.fixture(scope="module")
