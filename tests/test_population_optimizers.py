@@ -45,3 +45,42 @@ def test_population_optimizers_step_as_torch_does_per_member(registry, name, set
         assert torch.allclose(stacked[k], singles[k], rtol=1e-5, atol=1e-6)
     assert torch.equal(stacked[2], init[2])
     assert not torch.allclose(stacked[0], init[0], atol=1e-3)
+
+
+def test_the_kit_checks_a_population_form_against_single_trainings():
+    from pipeline.testing import check_population
+
+    worst = check_population(
+        constraint="gradient_penalty",
+        members=[{"constraint": {"weight": 0.1}}, {"constraint": {"weight": 10}}, {}],
+    )
+    assert worst <= 1e-4
+
+
+def test_the_kit_catches_a_population_form_that_ignores_per_member_settings():
+    """A clip form that clips every member with member 0's c: the kit names it."""
+    from pipeline.testing import PluginContractError, check_population
+    from pipeline_plugins.constraints.weight_clipping import (
+        PopulationWeightClipping,
+        WeightClipping,
+    )
+
+    class FirstClipOnly(PopulationWeightClipping):
+        def after_critic_step(self, critic) -> None:
+            self.settings = [self.settings[0]] * len(self.settings)
+            super().after_critic_step(critic)
+
+    class SloppyClipping(WeightClipping):
+        name = "sloppy_clipping"
+
+        @classmethod
+        def population_form(cls, settings):
+            return FirstClipOnly(settings)
+
+    wrong = r"constraint 'sloppy_clipping'.*member 1's loss/critic"
+    with pytest.raises(PluginContractError, match=wrong):
+        check_population(
+            constraint=SloppyClipping,
+            optimizer="rmsprop",
+            members=[{"constraint": {"clip": 0.01}}, {"constraint": {"clip": 0.5}}],
+        )
