@@ -87,6 +87,7 @@ class MemberRun:
     def window(self, keys: list[str], table: np.ndarray, steps: list[int]) -> None:
         if self.tracker:
             self.unsent.extend(window_means(keys, table, steps))
+            self.tracker.check()  # a server found gone in the background stops the tune
             self.send()
 
     def extras(self, step: int, values: dict[str, float]) -> None:

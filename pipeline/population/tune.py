@@ -203,6 +203,9 @@ class PopulationTuner(MemberHooks):
             f"{tuner.options.pruner}; populations of {self.size} trials"
             + (f"; MLflow parent run {tuner.parent.run_id}" if tuner.parent else "")
         )
+        from pipeline import dead_trials
+
+        dead_trials.fail_dead_trials(study, tuner.retry_dead)
         start = time.perf_counter()
         if tuner.options.timeout is not None:
             self.deadline = start + tuner.options.timeout
@@ -235,7 +238,10 @@ class PopulationTuner(MemberHooks):
 
         fail = optuna.trial.TrialState.FAIL
         for k, (trial, run, _) in list(self.slots.items()):
-            run.finish(self.trainer, k, None, None, "KILLED", reason)
+            try:
+                run.finish(self.trainer, k, None, None, "KILLED", reason)
+            except Exception:  # a tracking server gone: the study still hears of it
+                pass
             trial.set_user_attr("fail_reason", reason)
             self.study.tell(trial, state=fail)
         self.slots.clear()

@@ -1,4 +1,5 @@
-"""The population forms of the built-in optimizers against torch's own, member by member."""
+"""Population forms: the built-in optimizers against torch's own, member by member, and the
+test kit's check of a form against single trainings."""
 
 from __future__ import annotations
 
