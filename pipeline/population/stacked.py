@@ -2,11 +2,12 @@
 
 The layers run as batched matmuls (``torch.baddbmm``), one kernel per layer for all K
 members, rather than ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``:
-both launch the same batched kernels, but vmap re-traces the module's Python forward
-through functorch's batching rules on every call (and again for the gradient penalty's
-double backward), which on CPU at toy sizes costs more than the matmuls themselves; the
-explicit form also lets spectral norm act on the stacked weight with a per-member ``u``
-(:class:`pipeline.types.StackedNet`). Only the ``mlp`` model's nets (without batch norm)
+both give the same values (0 difference here) and launch the same batched kernels, but
+vmap runs the module's Python forward through functorch's batching rules on every call.
+Measured here (CPU, one thread, K = 8, batch 256, a critic forward plus the gradient
+penalty's double backward, median of 7 rounds on a loaded machine): 1.44 ms against
+1.74 ms at 3×32, 12.7 against 13.9 ms at 3×128. The explicit form also lets spectral norm
+act on the stacked weight with a per-member ``u`` (:class:`pipeline.types.StackedNet`). Only the ``mlp`` model's nets (without batch norm)
 have a stacked form; anything else is refused with a :class:`~pipeline.errors.ConfigError`.
 """
 
