@@ -213,6 +213,12 @@ def _load_resume(source: str, tracking) -> dict:
     show_default=True,
     help="Trials run at once in this process (threads).",
 )
+@click.option(
+    "--population",
+    type=int,
+    default=None,
+    help="Train this many trials at once as one vectorised model (mlp nets; see README).",
+)
 @with_tracking_options
 def tune(
     experiment_file,
@@ -226,6 +232,7 @@ def tune(
     seed,
     device,
     n_jobs,
+    population,
     tracking_flags,
 ) -> None:
     """Search the experiment's `tune:` space with Optuna; every trial is an MLflow run.
@@ -258,8 +265,12 @@ def tune(
         tracking=tracking,
         echo=click.echo,
     )
+    if population is not None:
+        from pipeline.population.tune import PopulationTuner
+
+        runner = PopulationTuner(tuner, population)
     try:
-        tuner.run()
+        (runner if population is not None else tuner).run()
     except KeyboardInterrupt:
         click.echo("interrupted: the study keeps every finished trial", err=True)
         sys.exit(130)

@@ -20,9 +20,9 @@ it as one line and exits with status 2.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
 
@@ -46,7 +46,10 @@ __all__ = [
     "ModelPair",
     "Optimizer",
     "Plugin",
+    "PopulationConstraint",
+    "PopulationOptimizer",
     "Settings",
+    "StackedNet",
     "kind_of",
 ]
 
@@ -132,12 +135,115 @@ class Constraint(Plugin):
     def diagnostics(self, critic: nn.Module) -> dict[str, Tensor]:
         return {}
 
+    @classmethod
+    def population_form(cls, settings: Sequence[Settings]) -> PopulationConstraint | None:
+        """This constraint for K stacked critics (``pipeline tune --population``), one
+        ``settings`` per member; None (the default): no population form, refused there."""
+        return None
+
 
 class Optimizer(Plugin):
     """Builds a torch optimizer for the parameters it is given, from its own settings."""
 
     @abstractmethod
     def build(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer: ...
+
+    @classmethod
+    def population_form(
+        cls, params: Sequence[Tensor], settings: Sequence[Settings]
+    ) -> PopulationOptimizer | None:
+        """K optimizers over stacked ``params`` (dim 0: the member), one ``settings`` per
+        member; None (the default): no population form, refused in population mode."""
+        return None
+
+
+# -- population mode (``pipeline tune --population K``) ----------------------------------
+#
+# K trials of one structure train as one model: every weight is stacked, dim 0 the member
+# (a Linear weight is ``(K, out, in)``), every batch is ``(K, n, ...)``. Losses need no
+# form (pure functions of scores, vmapped over the member). A constraint or an optimizer
+# offers a form by its ``population_form`` classmethod; ``per_member`` names the settings
+# that may differ between members (others must match, or the trials train apart).
+
+
+class StackedNet(Protocol):
+    """The K stacked nets a population form sees (:mod:`pipeline.population.stacked`)."""
+
+    #: the layers with weights, in order: each has ``weight`` ``(K, out, in)``, ``bias``
+    #: ``(K, out)``, ``path`` (the module path in one member's net, e.g. ``net.0``) and
+    #: ``weight_fn`` (None, or a function of the weight used in its place: spectral norm)
+    layers: list[Any]
+    #: members taking part in the current step, bool ``(K,)``: state may change only there
+    mask: Tensor
+    #: the same on the host (no device sync to read it): ``taking[k] == bool(mask[k])``
+    taking: list[bool]
+
+    def set_mask(self, taking: list[bool]) -> None:
+        """Set ``taking`` and ``mask`` together."""
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+    def parameters(self) -> list[Tensor]: ...
+
+
+class PopulationConstraint:
+    """A constraint on K stacked critics: :class:`Constraint`'s hooks with a member axis.
+
+    ``penalty`` returns ``(K,)`` (None: no penalty), drawing member k's random numbers
+    from ``rngs[k]`` only where ``critic.mask[k]``, in the order its single form does, so
+    that member k reproduces the single training of its seed.
+    """
+
+    per_member: ClassVar[tuple[str, ...]] = ()
+    allows_single_pass: ClassVar[bool] = True
+
+    def __init__(self, settings: Sequence[Settings]) -> None:
+        self.settings = list(settings)
+
+    def set_member(self, k: int, settings: Settings, critic: nn.Module) -> None:
+        """Slot ``k`` takes a new member: its settings and its freshly built critic."""
+        self.settings[k] = settings
+
+    def wrap_critic(self, critic: StackedNet) -> None:
+        return None
+
+    def penalty(
+        self, critic: StackedNet, real: Tensor, fake: Tensor, rngs: Sequence[torch.Generator]
+    ) -> Tensor | None:
+        return None
+
+    def after_critic_step(self, critic: StackedNet) -> None:
+        return None
+
+    def diagnostics(self, critic: StackedNet) -> dict[str, Tensor]:
+        return {}
+
+    def store_member(self, k: int, critic: nn.Module) -> None:
+        """Write member ``k``'s state into its single ``critic`` (its checkpoint)."""
+        return None
+
+
+class PopulationOptimizer(ABC):
+    """K optimizers over stacked parameters: ``step`` updates only where ``mask`` is
+    True (parameters and state), from the parameters' ``.grad``."""
+
+    per_member: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: Sequence[Tensor], settings: Sequence[Settings]) -> None:
+        self.params = list(params)
+        self.settings = list(settings)
+
+    @abstractmethod
+    def step(self, mask: Tensor) -> None: ...
+
+    @abstractmethod
+    def set_member(self, k: int, settings: Settings) -> None:
+        """Slot ``k`` takes a new member: its settings, and a fresh state."""
+
+    def member_state(self, k: int, index: int) -> dict[str, Tensor]:
+        """Member ``k``'s state of ``params[index]`` as its torch optimizer keeps it (the
+        member's checkpoint); empty (the default): a resumed member starts it afresh."""
+        return {}
 
 
 class Dataset(Plugin):

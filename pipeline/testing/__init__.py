@@ -15,6 +15,9 @@ plugin's kind, name and class, so a failing test says which plugin broke which r
     def test_my_loss_trains():
         check_trains(loss=MyLoss, steps=20)   # registered for the length of the call
 
+    def test_my_penalty_in_a_population():     # its population form, if it has one
+        check_population(constraint=MyPenalty, members=[{}, {"constraint": {"gamma": 1}}])
+
 :func:`registered` registers plugin classes (or hook modules) in the process-wide
 registry for the length of a ``with`` block; the pytest fixture ``register_plugin`` does
 the same for the length of one test (enable it with ``pytest_plugins = ["pipeline.testing"]``
@@ -29,6 +32,7 @@ from typing import Any
 
 from pipeline.registry import PluginInfo
 from pipeline.testing.contract import PluginContractError, PluginLike
+from pipeline.testing.population import check_population
 from pipeline.testing.registration import registered
 from pipeline.testing.sample_checks import check_dataset, check_metric, check_model
 from pipeline.testing.step_checks import check_constraint, check_loss, check_optimizer
@@ -44,6 +48,7 @@ __all__ = [
     "check_model",
     "check_optimizer",
     "check_plugin",
+    "check_population",
     "check_trains",
     "registered",
 ]

@@ -17,13 +17,13 @@ non-batch dimensions, so the same code serves 2-D points ``(n, 2)`` and images
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from pipeline import hookimpl
-from pipeline.types import Constraint, Settings
+from pipeline.types import Constraint, PopulationConstraint, Settings, StackedNet
 
 if TYPE_CHECKING:
     import torch
@@ -45,6 +45,51 @@ class GradientPenalty(Constraint):
         if weight == 0:
             return None
         return weight * gradient_penalty(critic, real, fake, self.rng)
+
+    @classmethod
+    def population_form(cls, settings: Sequence[Settings]) -> PopulationConstraint:
+        return PopulationGradientPenalty(settings)
+
+
+class PopulationGradientPenalty(PopulationConstraint):
+    """The gradient penalty of K stacked critics, each member with its own λ.
+
+    Batched autograd: the members' critics are independent, so the gradient of the sum of
+    all scores with respect to the ``(K, n, …)`` interpolates is, member for member, each
+    member's own gradient (no ``torch.func.grad`` per member needed). A member with
+    λ = 0 draws no α and its critic takes no extra forward pass there (spectral norm's
+    power iteration), as its single form returns None without either.
+    """
+
+    per_member = ("weight",)
+
+    def penalty(
+        self, critic: StackedNet, real: Tensor, fake: Tensor, rngs: Sequence[torch.Generator]
+    ) -> Tensor | None:
+        import torch
+
+        weights = [s.weight for s in self.settings]
+        before = critic.taking
+        draws = [take and w > 0 for take, w in zip(before, weights, strict=True)]
+        if not any(draws):
+            return None
+        alpha_shape = (real.shape[1],) + (1,) * (real.dim() - 2)
+        alpha = torch.zeros((real.shape[0], *alpha_shape), device=real.device, dtype=real.dtype)
+        for k, draw in enumerate(draws):
+            if draw:
+                alpha[k] = torch.rand(
+                    alpha_shape, device=real.device, dtype=real.dtype, generator=rngs[k]
+                )
+        x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+        critic.set_mask(draws)
+        try:
+            scores = critic(x_hat)
+        finally:
+            critic.set_mask(before)
+        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+        grad_norm = grad.flatten(start_dim=2).norm(2, dim=2)
+        weight = torch.tensor(weights, device=real.device, dtype=real.dtype)
+        return weight * (grad_norm - 1).pow(2).mean(dim=1)
 
 
 def interpolate(real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -14,13 +14,13 @@ in, and restored from, the critic's ``state_dict``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from pipeline import hookimpl
-from pipeline.types import Constraint, Settings
+from pipeline.types import Constraint, PopulationConstraint, Settings, StackedNet
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -52,6 +52,85 @@ class SpectralNorm(Constraint):
 
     def diagnostics(self, critic: nn.Module) -> dict[str, Tensor]:
         return {f"sigma/{path or 'root'}": sigma for path, sigma in sigma_estimates(critic).items()}
+
+    @classmethod
+    def population_form(cls, settings: Sequence[Settings]) -> PopulationConstraint:
+        return PopulationSpectralNorm(settings)
+
+
+class PopulationSpectralNorm(PopulationConstraint):
+    """Spectral norm of K stacked critics: per layer, ``u`` ``(K, out)`` and ``v``
+    ``(K, in)``, one power iteration per forward pass for the members in ``critic.mask``,
+    as torch's parametrization does in train mode (``_SpectralNorm``: ``u ← Wv/‖Wv‖``,
+    ``v ← Wᵀu/‖Wᵀu‖``, ``σ = u·Wv``, eps 1e-12), starting from each member's own
+    ``u``/``v`` (:meth:`set_member`). ``n_power_iterations`` is shared by the members."""
+
+    def __init__(self, settings: Sequence[Settings]) -> None:
+        super().__init__(settings)
+        self.rounds = self.settings[0].n_power_iterations
+        self.vectors: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def wrap_critic(self, critic: StackedNet) -> None:
+        import torch
+
+        for layer in critic.layers:
+            k, out, inp = layer.weight.shape
+            u = torch.zeros(k, out, device=layer.weight.device, dtype=layer.weight.dtype)
+            v = torch.zeros(k, inp, device=layer.weight.device, dtype=layer.weight.dtype)
+            self.vectors[layer.path] = (u, v)
+            layer.weight_fn = self._normalizer(critic, u, v)
+
+    def _normalizer(self, critic: StackedNet, u: Tensor, v: Tensor) -> Callable[[Tensor], Tensor]:
+        import torch
+        import torch.nn.functional as F
+
+        def normalized(weight: Tensor) -> Tensor:
+            with torch.no_grad():
+                u_new, v_new = u, v
+                for _ in range(self.rounds):
+                    u_new = F.normalize(torch.bmm(weight, v_new.unsqueeze(-1))[..., 0], dim=1)
+                    v_new = F.normalize(
+                        torch.bmm(weight.transpose(1, 2), u_new.unsqueeze(-1))[..., 0], dim=1
+                    )
+                keep = critic.mask.unsqueeze(-1)
+                u.copy_(torch.where(keep, u_new, u))
+                v.copy_(torch.where(keep, v_new, v))
+            # clones, as torch's: a later forward's power iteration updates u, v in place
+            u_now, v_now = u.clone(), v.clone()
+            sigma = (u_now.unsqueeze(1) @ torch.bmm(weight, v_now.unsqueeze(-1)))[:, 0, 0]
+            return weight / sigma.view(-1, 1, 1)
+
+        return normalized
+
+    def set_member(self, k: int, settings: Settings, critic: nn.Module) -> None:
+        import torch
+
+        super().set_member(k, settings, critic)
+        with torch.no_grad():
+            for path, (u, v) in self.vectors.items():
+                (param,) = _spectral_parametrizations(critic.get_submodule(path))
+                u[k].copy_(param._u)
+                v[k].copy_(param._v)
+
+    def store_member(self, k: int, critic: nn.Module) -> None:
+        import torch
+
+        with torch.no_grad():
+            for path, (u, v) in self.vectors.items():
+                (param,) = _spectral_parametrizations(critic.get_submodule(path))
+                param._u.copy_(u[k])
+                param._v.copy_(v[k])
+
+    def diagnostics(self, critic: StackedNet) -> dict[str, Tensor]:
+        import torch
+
+        out: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for layer in critic.layers:
+                u, v = self.vectors[layer.path]
+                wv = torch.bmm(layer.weight, v.unsqueeze(-1))[..., 0]
+                out[f"sigma/{layer.path}"] = (u * wv).sum(dim=1)
+        return out
 
 
 def apply_spectral_norm(critic: nn.Module, n_power_iterations: int = 1) -> nn.Module:

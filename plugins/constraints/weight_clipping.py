@@ -8,13 +8,13 @@ calls this "a clearly terrible way to enforce a Lipschitz constraint" (§3): too
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from pipeline import hookimpl
-from pipeline.types import Constraint, Settings
+from pipeline.types import Constraint, PopulationConstraint, Settings, StackedNet
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,6 +32,31 @@ class WeightClipping(Constraint):
 
     def after_critic_step(self, critic: nn.Module) -> None:
         clip_parameters(critic, self.settings.clip)
+
+    @classmethod
+    def population_form(cls, settings: Sequence[Settings]) -> PopulationConstraint:
+        return PopulationWeightClipping(settings)
+
+
+class PopulationWeightClipping(PopulationConstraint):
+    """Weight clipping of K stacked critics, each member with its own ``c``: after a
+    member's critic step, its parameters are clamped to ``[-c_k, c_k]``."""
+
+    per_member = ("clip",)
+
+    def after_critic_step(self, critic: StackedNet) -> None:
+        import torch
+
+        with torch.no_grad():
+            params = critic.parameters()
+            clip = torch.tensor(
+                [s.clip for s in self.settings], device=params[0].device, dtype=params[0].dtype
+            )
+            for param in params:
+                shape = (-1,) + (1,) * (param.dim() - 1)
+                bound = clip.view(shape)
+                clamped = torch.clamp(param, -bound, bound)
+                param.copy_(torch.where(critic.mask.view(shape), clamped, param))
 
 
 def clip_parameters(module: nn.Module, clip: float) -> None:

@@ -12,17 +12,17 @@ are torch's (and Kingma & Ba 2015's) defaults.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
 from pipeline import hookimpl
-from pipeline.types import Optimizer, Settings
+from pipeline.types import Optimizer, PopulationOptimizer, Settings
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
+    from torch import Tensor, nn
 
 
 class AdamSettings(Settings):
@@ -67,6 +67,94 @@ class Adam(Optimizer):
             weight_decay=s.weight_decay,
             fused=fused or None,
         )
+
+    @classmethod
+    def population_form(
+        cls, params: Sequence[Tensor], settings: Sequence[Settings]
+    ) -> PopulationOptimizer:
+        return PopulationAdam(params, settings)
+
+
+class PopulationAdam(PopulationOptimizer):
+    """K Adams over stacked parameters, each with its own lr, betas, eps, weight decay.
+
+    By hand because ``torch.optim.Adam`` takes one lr/betas per parameter group, a Python
+    float or a 0-dim tensor (the tensor forms need ``capturable=True``, CUDA only), while
+    here one stacked tensor holds K members. The math and its order are torch's
+    single-tensor Adam (``torch/optim/adam.py``, Kingma & Ba 2015, Algorithm 1), each
+    member with its own step count; a member masked out of a step keeps its parameters,
+    moments and count.
+    """
+
+    per_member = ("lr", "betas", "eps", "weight_decay")
+
+    def __init__(self, params: Sequence[Tensor], settings: Sequence[Settings]) -> None:
+        import torch
+
+        super().__init__(params, settings)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        device = self.params[0].device
+        self.steps = torch.zeros(len(self.settings), dtype=torch.float64, device=device)
+        self._hyper()
+
+    def _hyper(self) -> None:
+        import torch
+
+        def column(values: list[float]) -> Tensor:
+            return torch.tensor(values, dtype=torch.float64, device=self.params[0].device)
+
+        s = self.settings
+        self.lr = column([x.lr for x in s])
+        self.beta1 = column([x.betas[0] for x in s])
+        self.beta2 = column([x.betas[1] for x in s])
+        self.eps = column([x.eps for x in s])
+        self.weight_decay = column([x.weight_decay for x in s])
+        self.decays = any(x.weight_decay != 0 for x in s)
+
+    def set_member(self, k: int, settings: Settings) -> None:
+        self.settings[k] = settings
+        self._hyper()
+        for state in (*self.exp_avg, *self.exp_avg_sq):
+            state[k].zero_()
+        self.steps[k] = 0
+
+    def member_state(self, k: int, index: int) -> dict[str, Tensor]:
+        import torch
+
+        if self.steps[k] == 0:
+            return {}
+        step = self.steps[k].to(torch.float32).cpu()
+        return {
+            "step": step,
+            "exp_avg": self.exp_avg[index][k].clone(),
+            "exp_avg_sq": self.exp_avg_sq[index][k].clone(),
+        }
+
+    def step(self, mask: Tensor) -> None:
+        import torch
+
+        with torch.no_grad():
+            self.steps = self.steps + mask.to(self.steps.dtype)
+            step_size = self.lr / (1 - self.beta1**self.steps)
+            bias2_sqrt = (1 - self.beta2**self.steps).sqrt()
+            for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+                shape = (-1,) + (1,) * (p.dim() - 1)
+
+                def col(t: Tensor, p: Tensor = p, shape: tuple[int, ...] = shape) -> Tensor:
+                    return t.to(p.dtype).view(shape)
+
+                grad = p.grad
+                if self.decays:
+                    grad = grad + col(self.weight_decay) * p
+                m_new = m.lerp(grad, col(1 - self.beta1))
+                v_new = v * col(self.beta2) + grad * grad * col(1 - self.beta2)
+                denom = v_new.sqrt() / col(bias2_sqrt) + col(self.eps)
+                p_new = p - col(step_size) * (m_new / denom)
+                keep = mask.view(shape)
+                m.copy_(torch.where(keep, m_new, m))
+                v.copy_(torch.where(keep, v_new, v))
+                p.copy_(torch.where(keep, p_new, p))
 
 
 def _fused_ok(params: list[nn.Parameter]) -> bool:

@@ -8,17 +8,17 @@ that momentum-based optimizers such as Adam made WGAN training unstable at times
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from pipeline import hookimpl
-from pipeline.types import Optimizer, Settings
+from pipeline.types import Optimizer, PopulationOptimizer, Settings
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
+    from torch import Tensor, nn
 
 
 class RMSPropSettings(Settings):
@@ -51,6 +51,88 @@ class RMSProp(Optimizer):
             momentum=s.momentum,
             weight_decay=s.weight_decay,
         )
+
+    @classmethod
+    def population_form(
+        cls, params: Sequence[Tensor], settings: Sequence[Settings]
+    ) -> PopulationOptimizer:
+        return PopulationRMSProp(params, settings)
+
+
+class PopulationRMSProp(PopulationOptimizer):
+    """K RMSProps over stacked parameters, each with its own lr, alpha, momentum, eps and
+    weight decay.
+
+    By hand because ``torch.optim.RMSprop`` takes one lr per parameter group (a float or
+    a 0-dim tensor) and here one stacked tensor holds K members. The math and its order
+    are torch's single-tensor RMSprop (``torch/optim/rmsprop.py``, not centered); a member
+    masked out of a step keeps its parameters and state.
+    """
+
+    per_member = ("lr", "alpha", "momentum", "eps", "weight_decay")
+
+    def __init__(self, params: Sequence[Tensor], settings: Sequence[Settings]) -> None:
+        import torch
+
+        super().__init__(params, settings)
+        self.square_avg = [torch.zeros_like(p) for p in self.params]
+        self.momentum_buffer = [torch.zeros_like(p) for p in self.params]
+        self.steps = torch.zeros(len(self.settings), device=self.params[0].device)
+        self._hyper()
+
+    def _hyper(self) -> None:
+        import torch
+
+        def column(values: list[float]) -> Tensor:
+            return torch.tensor(values, device=self.params[0].device, dtype=self.params[0].dtype)
+
+        s = self.settings
+        self.lr = column([x.lr for x in s])
+        self.alpha = column([x.alpha for x in s])
+        self.momentum = column([x.momentum for x in s])
+        self.eps = column([x.eps for x in s])
+        self.weight_decay = column([x.weight_decay for x in s])
+        self.decays = any(x.weight_decay != 0 for x in s)
+        self.uses_momentum = any(x.momentum > 0 for x in s)
+
+    def set_member(self, k: int, settings: Settings) -> None:
+        self.settings[k] = settings
+        self._hyper()
+        for state in (*self.square_avg, *self.momentum_buffer):
+            state[k].zero_()
+        self.steps[k] = 0
+
+    def member_state(self, k: int, index: int) -> dict[str, Tensor]:
+        if self.steps[k] == 0:
+            return {}
+        state = {"step": self.steps[k].cpu(), "square_avg": self.square_avg[index][k].clone()}
+        if self.settings[k].momentum > 0:
+            state["momentum_buffer"] = self.momentum_buffer[index][k].clone()
+        return state
+
+    def step(self, mask: Tensor) -> None:
+        import torch
+
+        with torch.no_grad():
+            self.steps = self.steps + mask.to(self.steps.dtype)
+            for p, sq, buf in zip(self.params, self.square_avg, self.momentum_buffer, strict=True):
+                shape = (-1,) + (1,) * (p.dim() - 1)
+                grad = p.grad
+                if self.decays:
+                    grad = grad + self.weight_decay.view(shape) * p
+                sq_new = sq * self.alpha.view(shape) + grad * grad * (1 - self.alpha).view(shape)
+                avg = sq_new.sqrt() + self.eps.view(shape)
+                keep = mask.view(shape)
+                if self.uses_momentum:
+                    buf_new = buf * self.momentum.view(shape) + grad / avg
+                    with_momentum = (self.momentum > 0).view(shape)
+                    update = torch.where(with_momentum, buf_new, grad / avg)
+                    buf.copy_(torch.where(keep, buf_new, buf))
+                else:
+                    update = grad / avg
+                p_new = p - self.lr.view(shape) * update
+                sq.copy_(torch.where(keep, sq_new, sq))
+                p.copy_(torch.where(keep, p_new, p))
 
 
 @hookimpl

@@ -9,17 +9,17 @@ Nesterov momentum (Sutskever et al. 2013) needs ``momentum > 0``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Self
 
 from pydantic import Field, model_validator
 
 from pipeline import hookimpl
-from pipeline.types import Optimizer, Settings
+from pipeline.types import Optimizer, PopulationOptimizer, Settings
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
+    from torch import Tensor, nn
 
 
 class SGDSettings(Settings):
@@ -55,6 +55,80 @@ class SGD(Optimizer):
             nesterov=s.nesterov,
             weight_decay=s.weight_decay,
         )
+
+    @classmethod
+    def population_form(
+        cls, params: Sequence[Tensor], settings: Sequence[Settings]
+    ) -> PopulationOptimizer:
+        return PopulationSGD(params, settings)
+
+
+class PopulationSGD(PopulationOptimizer):
+    """K SGDs over stacked parameters, each with its own lr, momentum, Nesterov flag and
+    weight decay.
+
+    By hand because ``torch.optim.SGD`` takes one lr per parameter group and here one
+    stacked tensor holds K members. The math is torch's single-tensor SGD
+    (``torch/optim/sgd.py``, no dampening): the first momentum step sets the buffer to
+    the gradient; a member masked out of a step keeps its parameters and buffer.
+    """
+
+    per_member = ("lr", "momentum", "nesterov", "weight_decay")
+
+    def __init__(self, params: Sequence[Tensor], settings: Sequence[Settings]) -> None:
+        import torch
+
+        super().__init__(params, settings)
+        self.momentum_buffer = [torch.zeros_like(p) for p in self.params]
+        self.steps = torch.zeros(len(self.settings), device=self.params[0].device)
+        self._hyper()
+
+    def _hyper(self) -> None:
+        import torch
+
+        def column(values: list[float]) -> Tensor:
+            return torch.tensor(values, device=self.params[0].device, dtype=self.params[0].dtype)
+
+        s = self.settings
+        self.lr = column([x.lr for x in s])
+        self.momentum = column([x.momentum for x in s])
+        self.nesterov = column([float(x.nesterov) for x in s]) > 0
+        self.weight_decay = column([x.weight_decay for x in s])
+        self.decays = any(x.weight_decay != 0 for x in s)
+        self.uses_momentum = any(x.momentum > 0 for x in s)
+
+    def set_member(self, k: int, settings: Settings) -> None:
+        self.settings[k] = settings
+        self._hyper()
+        for buf in self.momentum_buffer:
+            buf[k].zero_()
+        self.steps[k] = 0
+
+    def member_state(self, k: int, index: int) -> dict[str, Tensor]:
+        if self.steps[k] == 0 or self.settings[k].momentum == 0:
+            return {}
+        return {"momentum_buffer": self.momentum_buffer[index][k].clone()}
+
+    def step(self, mask: Tensor) -> None:
+        import torch
+
+        with torch.no_grad():
+            self.steps = self.steps + mask.to(self.steps.dtype)
+            for p, buf in zip(self.params, self.momentum_buffer, strict=True):
+                shape = (-1,) + (1,) * (p.dim() - 1)
+                grad = p.grad
+                if self.decays:
+                    grad = grad + self.weight_decay.view(shape) * p
+                keep = mask.view(shape)
+                if self.uses_momentum:
+                    # a zero buffer (the first step) gives momentum·0 + grad = grad
+                    buf_new = buf * self.momentum.view(shape) + grad
+                    nesterov = grad + self.momentum.view(shape) * buf_new
+                    heavy = torch.where(self.nesterov.view(shape), nesterov, buf_new)
+                    grad = torch.where((self.momentum > 0).view(shape), heavy, grad)
+                    buf.copy_(torch.where(keep, buf_new, buf))
+                p_new = p - self.lr.view(shape) * grad
+                p.copy_(torch.where(keep, p_new, p))
 
 
 @hookimpl

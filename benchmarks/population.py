@@ -1,0 +1,186 @@
+"""Trials per hour of ``pipeline tune --population K`` against one trial at a time.
+
+The same study (``experiments/wgan_gp_grid25.yaml``: WGAN-GP on grid25, n_critic and λ
+searched; 3×``--width`` MLPs), the same budget per trial (``--steps`` generator steps,
+four evaluations), the random sampler with one seed and no pruner (so every arm trains
+every trial to the end), each arm a complete tune in a fresh MLflow SQLite store and
+Optuna journal, run in-process through the same classes as ``pipeline tune`` (tracking
+on: each trial's child run with its full record). Arms:
+
+- ``one``: one trial at a time (``Tuner.run``), as many trials as the largest population
+  arm unless ``--trials-one`` says otherwise (on a GPU at K = 128);
+- ``population_K`` for each K of ``--population``: ``PopulationTuner`` with K slots,
+  ``--fill`` × K trials (so the population is full for most of the run);
+- ``workers_N`` (``--workers N``): ``pipeline tune --workers N`` where this branch has it
+  (``TuneOptions.workers``); otherwise the arm is reported as skipped, with the reason.
+
+Trials per hour = trials / wall seconds × 3600. Rounds interleave the arms (the order
+rotates each round); the result is the median over rounds of each arm's trials/hour and
+of each ratio to ``one``. ``--device cuda`` runs on the GPU (``benchmarks/gpu.sh``).
+
+Usage: ``python benchmarks/population.py [--quick] [--rounds R] [--population 8 32]
+[--device cpu|cuda] [--tracking on|off|auto] [--out PATH]``. The last line of stdout is
+one line of JSON, also written to ``--out`` (default ``benchmarks/results/population.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from pipeline.population.tune import PopulationTuner
+from pipeline.registry import default_registry
+from pipeline.tracking import TrackingSettings
+from pipeline.tune import TuneOptions, Tuner
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = ROOT / "experiments" / "wgan_gp_grid25.yaml"
+RESULTS = ROOT / "benchmarks" / "results" / "population.json"
+
+
+def overrides(steps: int, width: int) -> list[str]:
+    return [
+        f"train.steps={steps}",
+        f"train.eval_every={max(1, steps // 4)}",
+        f"train.log_every={min(25, steps)}",
+        f"model.g_width={width}",
+        f"model.d_width={width}",
+    ]
+
+
+def tune_arm(arm: str, trials: int, args: argparse.Namespace) -> float:
+    """Wall seconds of one complete tune of ``trials`` trials for ``arm``."""
+    registry = default_registry()
+    with tempfile.TemporaryDirectory(prefix="bench-population-") as tmp:
+        tracking = None
+        if args.tracking:
+            tracking = TrackingSettings(
+                tracking_uri=f"sqlite:///{tmp}/mlflow.db", artifact_location=f"{tmp}/artifacts"
+            )
+        extra = {}
+        if arm.startswith("workers_"):
+            extra["workers"] = int(arm.split("_")[1])
+        options = TuneOptions(
+            n_trials=trials,
+            storage=f"{tmp}/optuna.journal",
+            seed=0,
+            sampler="random",
+            pruner="none",
+            device=args.device,
+            **extra,
+        )
+        tuner = Tuner(
+            EXPERIMENT,
+            overrides(args.steps, args.width),
+            options,
+            registry=registry,
+            tracking=tracking,
+            echo=lambda line: None,
+        )
+        start = time.perf_counter()
+        if arm.startswith("population_"):
+            PopulationTuner(tuner, int(arm.split("_")[1])).run()
+        else:
+            tuner.run()
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny budget: checks it runs")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--population", type=int, nargs="+", default=[8])
+    parser.add_argument("--workers", type=int, default=2, help="0: no workers arm")
+    parser.add_argument("--steps", type=int, default=None, help="generator steps per trial")
+    parser.add_argument("--width", type=int, default=128, help="MLP width of both nets")
+    parser.add_argument("--trials-one", type=int, default=None, help="trials of the one arm")
+    parser.add_argument("--fill", type=int, default=2, help="population arms: fill × K trials")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--tracking",
+        choices=["on", "off", "auto"],
+        default="on",
+        help="MLflow child runs per trial; auto: on where mlflow is installed",
+    )
+    args = parser.parse_args()
+    if args.tracking == "auto":
+        import importlib.util
+
+        args.tracking = "on" if importlib.util.find_spec("mlflow") else "off"
+    args.tracking = args.tracking == "on"
+    if args.quick:
+        args.rounds, args.steps = 1, args.steps or 8
+        args.width = min(args.width, 32)
+    args.steps = args.steps or 300
+    torch.set_num_threads(args.threads or min(2, os.cpu_count() or 1))
+    population_trials = {f"population_{k}": args.fill * k for k in args.population}
+    # the same trials in every arm unless told (a tune's fixed cost, about 5-10 s for the
+    # store, the parent run and the best trial's figures, then weighs the same)
+    trials_one = args.trials_one or max(population_trials.values())
+    arms = {"one": trials_one} | population_trials
+    skipped: dict[str, str] = {}
+    if args.workers:
+        if "workers" in TuneOptions.__dataclass_fields__:
+            arms[f"workers_{args.workers}"] = trials_one
+        else:
+            skipped[f"workers_{args.workers}"] = "--workers is not on this branch (issue 9)"
+    rates: dict[str, list[float]] = {arm: [] for arm in arms}
+    names = list(arms)
+    for r in range(args.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for arm in order:
+            wall = tune_arm(arm, arms[arm], args)
+            rates[arm].append(arms[arm] / wall * 3600)
+            print(f"round {r}: {arm}: {arms[arm]} trials in {wall:.1f} s", flush=True)
+            # written after every arm: a run cut short (gpu.sh's timeout) keeps what it has
+            result = summarise(rates, arms, skipped, args)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result) + "\n")
+    print(json.dumps(result))
+
+
+def summarise(
+    rates: dict[str, list[float]],
+    arms: dict[str, int],
+    skipped: dict[str, str],
+    args: argparse.Namespace,
+) -> dict[str, object]:
+    """Medians over the rounds run so far (arms not yet run are left out)."""
+    done = {arm: v for arm, v in rates.items() if v}
+    per_hour = {arm: round(statistics.median(v), 1) for arm, v in done.items()}
+    ratios = {}
+    if "one" in done:
+        for arm, v in done.items():
+            if arm != "one":
+                pairs = list(zip(v, done["one"], strict=False))
+                ratios[arm] = round(statistics.median(a / b for a, b in pairs), 3)
+    return {
+        "benchmark": "population",
+        "device": args.device,
+        "trials_per_hour": per_hour,
+        "ratio_to_one": ratios,
+        "skipped": skipped,
+        "trials": arms,
+        "steps": args.steps,
+        "width": args.width,
+        "rounds": max(len(v) for v in rates.values()),
+        "threads": torch.get_num_threads(),
+        "tracking": args.tracking,
+        "quick": args.quick,
+        "torch": torch.__version__,
+    }
+
+
+if __name__ == "__main__":
+    main()
