@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from pipeline.config import Experiment
+from pipeline.device import resolve_device
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.population.forms import (
     check_population_forms,
@@ -34,7 +35,6 @@ from pipeline.population.forms import (
     vmapped_loss,
 )
 from pipeline.population.stacked import StackedMLP, stack_nets
-from pipeline.device import resolve_device
 from pipeline.trainer import STEP_KEYS, Trainer
 
 __all__ = ["Member", "PopulationTrainer"]

@@ -21,13 +21,13 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from pipeline.blame import PluginRuntimeError
 from pipeline.config import validate
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.population.forms import check_population_forms, structure_key
 from pipeline.population.loop import MemberHooks, MemberStopped, PopulationLoop
 from pipeline.population.record import MemberRun
 from pipeline.population.trainer import Member, PopulationTrainer
-from pipeline.registry import PluginRuntimeError
 from pipeline.trainer import TrainResult
 from pipeline.tune import Tuner
 from pipeline.tune_report import summary
