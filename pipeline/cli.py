@@ -376,5 +376,9 @@ def ui(name, port, host, no_browser, tracking_flags) -> None:
     sys.exit(serve(tracking, host, port, open_url=None if no_browser else url))
 
 
+from pipeline.compare_cli import compare  # noqa: E402  (its own module: pipeline compare)
+
+main.add_command(compare)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
