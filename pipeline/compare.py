@@ -325,7 +325,7 @@ class ComparisonRunner:
             self.parent = RunTracker(client_for(self.tracking), run_id, self.tracking.tracking_uri)
             return write_report(self, out_dir)
         self.parent = self.open_parent()
-        status = "KILLED"
+        status = "FAILED"
         try:
             with tempfile.TemporaryDirectory(prefix="gan-pipeline-compare-") as tmp:
                 for variant in self.comparison.spec.variants:
@@ -334,6 +334,9 @@ class ComparisonRunner:
                     self.retrain(variant, study, tuner)
             folder = write_report(self, out_dir)
             status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
         finally:
             self.parent.client.set_terminated(self.parent.run_id, status=status)
         return folder
