@@ -25,6 +25,7 @@ from pipeline.compare_plots import bootstrap_best_so_far
 from pipeline.compare_report import mean_se
 from pipeline.errors import ConfigError
 from pipeline.tracking import TrackingSettings
+from pipeline.ui_server import experiment_to_open, open_as_model_training
 from tests.conftest import EXPERIMENTS, TINY_SMALL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -203,6 +204,35 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
     assert result.exit_code == 0, result.output
     assert parse_table((folder / "report.md").read_text(), "ring8") == table
     assert len(client.search_runs([exp.experiment_id], max_results=1000)) == n_runs
+
+    # `pipeline best` finds the comparison as it finds a study: each variant's best trial
+    result = CliRunner().invoke(
+        main, ["best", "tiny", "--json", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    )
+    assert result.exit_code == 0, result.output
+    best = json.loads(result.stdout)
+    assert best["comparison"] == "tiny" and set(best["variants"]) == {"gan", "sngan"}
+    for variant in ("gan", "sngan"):
+        study = optuna.load_study(study_name=f"tiny-{variant}", storage=storage)
+        assert best["variants"][variant]["best_params"] == study.best_trial.params
+        assert best["variants"][variant]["parent_run_id"] == studies[variant].info.run_id
+
+    # `pipeline ui` finds it by comparison or study name, in the model-training view, with
+    # the objective and key metrics as columns of its runs table
+    assert experiment_to_open(client, "tiny") == exp.experiment_id
+    assert experiment_to_open(client, "tiny-sngan") == exp.experiment_id
+    assert experiment_to_open(client, "nothing-of-that-name") is None
+    path = open_as_model_training(client, exp.experiment_id)
+    assert path.startswith(f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning")
+    key = path.rsplit("viewStateShareKey=", 1)[1]
+    view = json.loads(
+        client.get_experiment(exp.experiment_id).tags[f"mlflow.sharedViewState.{key}"]
+    )
+    assert view["orderByKey"] == "metrics.`w1`"  # the studies' objective
+    for metric in METRICS:
+        assert f"metrics.`{metric}`" in view["selectedColumns"]
+    assert "tags.`comparison.variant`" in view["selectedColumns"]
+    assert view["runsExpanded"] == {parent.info.run_id: True}
 
     # a changed file is refused, naming the field, and runs nothing
     changed = comparison_file(tmp_path, budget={"trials": 3})
