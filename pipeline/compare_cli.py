@@ -7,11 +7,12 @@ import sys
 
 import click
 
-from pipeline.cli_options import with_tracking_options
+from pipeline.cli_options import override_option, with_tracking_options
 
 
 @click.command()
 @click.argument("comparison_file", type=click.Path(dir_okay=False))
+@override_option
 @click.option(
     "--report-only", is_flag=True, help="Rebuild the report from the runs and studies that exist."
 )
@@ -30,18 +31,21 @@ from pipeline.cli_options import with_tracking_options
 )
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
 @with_tracking_options
-def compare(comparison_file, report_only, out_dir, storage, device, tracking_flags) -> None:
+def compare(
+    comparison_file, overrides, report_only, out_dir, storage, device, tracking_flags
+) -> None:
     """Tune each variant of a comparison file with the same budget, re-train each best
     setting on the seeds, and report mean ± standard error (Lucic et al. 2018).
 
-    Run it again to continue where it stopped; a changed file is refused.
+    Run it again to continue where it stopped; a changed file (or other -o overrides of
+    its base experiment) is refused.
     """
     from pathlib import Path
 
     from pipeline.compare import ComparisonRunner
     from pipeline.compare_file import load_comparison
 
-    comparison = load_comparison(comparison_file)
+    comparison = load_comparison(comparison_file, overrides)
     runner = ComparisonRunner(
         comparison,
         tracking=tracking_flags.load(),

@@ -197,8 +197,9 @@ def _quiet(message: str) -> None:
     """A variant switching a plugin drops the base's settings of that section: expected."""
 
 
-def load_comparison(path: str | Path) -> Comparison:
-    """Read and validate a comparison file; errors name the field."""
+def load_comparison(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Comparison:
+    """Read and validate a comparison file; errors name the field. ``overrides``
+    (``key=value``) change the base experiment of every variant (and so the fingerprint)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("", f"comparison file {str(path)!r} does not exist")
@@ -223,6 +224,10 @@ def load_comparison(path: str | Path) -> Comparison:
     else:
         base = dict(spec.base)
         base.setdefault("name", spec.name)
+    if overrides:
+        from pipeline.config import apply_overrides
+
+        base = apply_overrides(base, overrides)
     comparison = Comparison(spec, base, path)
     from pipeline.tune_factories import PRUNERS, SAMPLERS
 

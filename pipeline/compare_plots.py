@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pipeline.plots import DPI
 
@@ -110,6 +111,7 @@ def best_so_far(results: list[VariantResult], path: Path) -> Path:
         acc = np.fmax.accumulate(order) if maximize else np.fmin.accumulate(order)
         ax.plot(x, acc, ":", color=color, marker=".", label=f"{r.name} (as run)")
     objective = results[0].objective if results else "objective"
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("tuning budget (trials)")
     ax.set_ylabel(f"best {objective} so far")
     ax.set_title("best-so-far vs budget (Lucic et al. 2018), 90 % bootstrap band", fontsize=9)
