@@ -269,3 +269,31 @@ def test_bootstrap_best_so_far_by_hand():
     assert set(np.unique(finite)) <= {1.0, 3.0}
     assert (np.diff(np.nan_to_num(curves, nan=1e9), axis=1) <= 0).all()
     assert mean_se([1.0, 3.0]) == (2.0, 1.0)  # s.d. √2, /√2
+
+
+#: the comparison files shipped in experiments/
+SHIPPED = sorted(
+    p.name for p in EXPERIMENTS.glob("*.yaml") if "variants" in yaml.safe_load(p.read_text())
+)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_comparison_files_load(name):
+    from pipeline.compare_file import check_variants
+
+    assert len(SHIPPED) >= 2
+    comparison = load_comparison(EXPERIMENTS / name)
+    experiments = check_variants(comparison)
+    assert set(experiments) == {"gan", "wgan_clip", "wgan_gp", "sngan"}
+    constraints = {v: e.plugins["constraint"].info.name for v, e in experiments.items()}
+    assert constraints == {
+        "gan": "none",
+        "wgan_clip": "weight_clipping",
+        "wgan_gp": "gradient_penalty",
+        "sngan": "spectral_norm",
+    }
+    for exp in experiments.values():  # PacGAN's generator and 3×200 critic
+        model = exp.resolved["model"]
+        assert (model["g_width"], model["g_depth"], model["g_batch_norm"]) == (400, 4, True)
+        assert (model["d_width"], model["d_depth"]) == (200, 3)
+    assert {r.name for r in comparison.spec.references} >= {"VEEGAN", "PacGAN4"}
