@@ -41,6 +41,8 @@ NAME_TAG = "comparison.name"
 VARIANT_TAG = "comparison.variant"
 SEED_TAG = "comparison.seed"
 SETTING_TAG = "comparison.setting"
+#: the setting tag of a seed run of a variant's untuned setting (``defaults: true``)
+DEFAULT_SETTING = "default"
 FINGERPRINT_TAG = "comparison.fingerprint"
 FIELDS_TAG = "comparison.fields"
 #: user attributes of each variant's study
@@ -272,20 +274,30 @@ class ComparisonRunner:
         return {int(r.data.tags[SEED_TAG]) for r in runs if r.data.tags.get(SETTING_TAG) == setting}
 
     def retrain(self, variant: str, study, tuner: Tuner) -> None:
-        from pipeline.config import apply_overrides, validate
-        from pipeline.train import run_training
-
+        """Train the study's best setting on every seed not finished yet (and, with
+        ``defaults: true``, the variant's untuned setting as well)."""
         best = best_trial(study)
+        if self.comparison.spec.defaults:
+            self.train_seeds(variant, tuner, {}, DEFAULT_SETTING, None)
         if best is None:
             self.echo(f"{variant}: no completed trial, no seed re-training")
             return
         setting = json.dumps(best.params, sort_keys=True)
-        done = self.finished_seeds(variant, setting)
+        self.train_seeds(variant, tuner, best.params, setting, best.number)
+
+    def train_seeds(
+        self, variant: str, tuner: Tuner, params: dict, setting: str, trial: int | None
+    ) -> None:
+        from pipeline.config import apply_overrides, validate
+        from pipeline.train import run_training
+
         assert self.parent is not None
+        done = self.finished_seeds(variant, setting)
+        label = variant if trial is not None else f"{variant} default"
         for seed in self.comparison.spec.seeds:
             if seed in done:
                 continue
-            tree = apply_overrides(tuner.space.apply(best.params), [f"train.seed={seed}"])
+            tree = apply_overrides(tuner.space.apply(params), [f"train.seed={seed}"])
             exp = validate(tree, tuner.registry)
             start = time.process_time()
             result = run_training(
@@ -293,14 +305,14 @@ class ComparisonRunner:
                 tracking=self.tracking,
                 progress=False,
                 parent_run_id=self.parent.run_id,
-                run_name=f"{variant} seed {seed}",
+                run_name=f"{label} seed {seed}",
                 extra_tags={
                     ROLE: "seed",
                     NAME_TAG: self.comparison.name,
                     VARIANT_TAG: variant,
                     SEED_TAG: str(seed),
                     SETTING_TAG: setting,
-                    "comparison.best_trial": str(best.number),
+                    "comparison.best_trial": "" if trial is None else str(trial),
                 },
             )
             cpu = time.process_time() - start
@@ -309,7 +321,7 @@ class ComparisonRunner:
                 result.run_id, "cpu_time_s", cpu, step=result.steps
             )
             shown = ", ".join(f"{k}={result.metrics[k]:.4g}" for k in self.comparison.spec.metrics)
-            self.echo(f"{variant} seed {seed}: {shown} ({result.wall_time_s:.1f} s)")
+            self.echo(f"{label} seed {seed}: {shown} ({result.wall_time_s:.1f} s)")
 
     # -- the whole invocation ------------------------------------------------------------
     def run(self, out_dir: Path, report_only: bool = False) -> Path:

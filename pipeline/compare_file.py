@@ -15,6 +15,7 @@ the answer carries error bars. The file::
         tune: {constraint.weight: {type: float, low: 0.1, high: 100, log: true}}
     budget: {trials: 20}                # per variant, the same for all: trials and/or timeout_s
     seeds: 5                            # re-trainings of each best setting (or a list of seeds)
+    defaults: true                      # also train each variant's untuned setting on them
     metrics: [modes, hq_fraction, reverse_kl]
     references:                         # published rows printed beside the results
       - {name: PacGAN4, source: "Lin et al. 2018, Table 1", dataset: ring8,
@@ -101,6 +102,9 @@ class ComparisonSpec(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: list(range(DEFAULT_SEEDS)), min_length=1)
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1)
     references: list[Reference] = Field(default_factory=list)
+    #: also train each variant's untuned setting (the base with its overrides) on the seeds:
+    #: the default-vs-tuned rows Kurach et al. 2019 report side by side
+    defaults: bool = False
     #: Optuna sampler and pruner by ``pipeline tune``'s names; ``sampler_seed`` seeds each
     #: variant's sampler alike
     sampler: str = "tpe"

@@ -147,7 +147,7 @@ def _median_sample(
     from pipeline.trial_record import figure_samples, sample_figure
 
     seed = r.median_seed()
-    if seed is None:
+    if seed is None or r.default:
         return None
     path = folder / f"samples_{r.name}.png"
     dataset = runner.experiments[r.name].plugins["dataset"].instantiate()

@@ -51,6 +51,8 @@ class VariantResult:
     seeds: list[SeedRun] = field(default_factory=list)
     #: metric → (mean, standard error) over the seeds
     stats: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: the variant's untuned setting (``defaults: true``), not its study's best
+    default: bool = False
 
     @property
     def seed_cpu_s(self) -> float:
@@ -75,7 +77,7 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 def collect(runner: ComparisonRunner) -> list[VariantResult]:
     """Each variant's study and seed runs, as they are in the stores now."""
-    from pipeline.compare import ROLE, SEED_TAG, SETTING_TAG, VARIANT_TAG
+    from pipeline.compare import DEFAULT_SETTING, ROLE
     from pipeline.tracking import client_for
 
     client = client_for(runner.tracking)
@@ -89,6 +91,7 @@ def collect(runner: ComparisonRunner) -> list[VariantResult]:
         max_results=10000,
     )
     wanted = set(runner.comparison.spec.seeds)
+    metrics = runner.comparison.spec.metrics
     results = []
     for name, exp in runner.experiments.items():
         objective = (runner.comparison.variant_tree(name).get("tune") or {}).get("objective") or {}
@@ -101,31 +104,47 @@ def collect(runner: ComparisonRunner) -> list[VariantResult]:
         study = runner.open_study(name)
         if study is not None:
             _read_study(res, study)
-        setting = json.dumps(res.setting, sort_keys=True)
-        for run in seed_runs:
-            tags = run.data.tags
-            if tags.get(VARIANT_TAG) != name or tags.get(SETTING_TAG) != setting:
-                continue
-            seed = int(tags[SEED_TAG])
-            if seed not in wanted or any(s.seed == seed for s in res.seeds):
-                continue
-            m = run.data.metrics
-            res.seeds.append(
-                SeedRun(
-                    seed,
-                    run.info.run_id,
-                    dict(m),
-                    m.get("wall_time_s", math.nan),
-                    m.get("cpu_time_s", math.nan),
-                )
+        _add_seeds(res, seed_runs, json.dumps(res.setting, sort_keys=True), wanted, metrics)
+        if runner.comparison.spec.defaults:
+            default = VariantResult(
+                f"{name} (default)", res.dataset, res.objective, res.direction, default=True
             )
-        res.seeds.sort(key=lambda s: s.seed)
-        for metric in runner.comparison.spec.metrics:
-            values = [s.metrics[metric] for s in res.seeds if metric in s.metrics]
-            if values:
-                res.stats[metric] = mean_se(values)
+            _add_seeds(default, seed_runs, DEFAULT_SETTING, wanted, metrics)
+            results.append(default)
         results.append(res)
     return results
+
+
+def _add_seeds(
+    res: VariantResult, seed_runs: list, setting: str, wanted: set[int], metrics: list[str]
+) -> None:
+    """The FINISHED seed runs of ``res``'s variant with ``setting``, one per wanted seed,
+    and their mean ± s.e. per metric."""
+    from pipeline.compare import SEED_TAG, SETTING_TAG, VARIANT_TAG
+
+    variant = res.name.removesuffix(" (default)")
+    for run in seed_runs:
+        tags = run.data.tags
+        if tags.get(VARIANT_TAG) != variant or tags.get(SETTING_TAG) != setting:
+            continue
+        seed = int(tags[SEED_TAG])
+        if seed not in wanted or any(s.seed == seed for s in res.seeds):
+            continue
+        m = run.data.metrics
+        res.seeds.append(
+            SeedRun(
+                seed,
+                run.info.run_id,
+                dict(m),
+                m.get("wall_time_s", math.nan),
+                m.get("cpu_time_s", math.nan),
+            )
+        )
+    res.seeds.sort(key=lambda s: s.seed)
+    for metric in metrics:
+        values = [s.metrics[metric] for s in res.seeds if metric in s.metrics]
+        if values:
+            res.stats[metric] = mean_se(values)
 
 
 def _read_study(res: VariantResult, study) -> None:
@@ -193,14 +212,16 @@ def markdown(runner: ComparisonRunner, results: list[VariantResult], plots: list
         for r in (r for r in results if r.dataset == dataset):
             t = r.trials
             trials = f"{t.get('COMPLETE', 0)}/{t.get('PRUNED', 0)}/{t.get('FAIL', 0)}"
+            if r.default:
+                trials = "—"
             row = [
                 r.name,
                 *(_cell(r.stats.get(m)) for m in metrics),
                 str(len(r.seeds)),
                 trials,
-                f"{r.tuning_cpu_s:.1f}",
+                "—" if r.default else f"{r.tuning_cpu_s:.1f}",
                 f"{r.seed_cpu_s:.1f}",
-                _setting(r.setting),
+                "untuned (the file's)" if r.default else _setting(r.setting),
             ]
             lines.append("| " + " | ".join(row) + " |")
         for ref in spec.references:

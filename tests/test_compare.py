@@ -47,6 +47,7 @@ def comparison_file(tmp_path: Path, **changes) -> Path:
         },
         "budget": {"trials": 2},
         "seeds": 2,
+        "defaults": True,
         "metrics": METRICS,
         "references": [
             {
@@ -134,7 +135,10 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
         if r.data.tags.get("pipeline.role") == "study"
     }
     assert set(studies) == {"gan", "sngan"}
-    seeds: dict[str, dict[int, object]] = {"gan": {}, "sngan": {}}
+    # seed runs by variant (the untuned setting's as "<variant> (default)") and seed
+    seeds: dict[str, dict[int, object]] = {
+        k: {} for k in ("gan", "sngan", "gan (default)", "sngan (default)")
+    }
     for r in runs:
         tags = r.data.tags
         if tags.get("pipeline.role") == "study":
@@ -144,28 +148,35 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
         elif tags.get("pipeline.role") == "seed":
             assert tags["mlflow.parentRunId"] == parent.info.run_id
             seed = int(tags["comparison.seed"])
-            assert seed not in seeds[tags["comparison.variant"]], "a finished seed ran again"
+            row = tags["comparison.variant"]
+            row += " (default)" if tags["comparison.setting"] == "default" else ""
+            assert seed not in seeds[row], "a finished seed ran again"
             assert r.info.status == "FINISHED"
-            seeds[tags["comparison.variant"]][seed] = r
+            seeds[row][seed] = r
     trials = [r for r in runs if r.data.tags.get("pipeline.role") == "trial"]
     assert sorted(r.data.tags["comparison.variant"] for r in trials) == ["gan"] * 2 + ["sngan"] * 2
-    assert {v: sorted(s) for v, s in seeds.items()} == {"gan": [0, 1], "sngan": [0, 1]}
+    assert {v: sorted(s) for v, s in seeds.items()} == {v: [0, 1] for v in seeds}
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
     )
     for variant in ("gan", "sngan"):
         study = optuna.load_study(study_name=f"tiny-{variant}", storage=storage)
         assert len(study.trials) == 2
-        # the seeds re-train the study's best setting
+        # the seeds re-train the study's best setting; the defaults, the file's own
         setting = json.dumps(study.best_trial.params, sort_keys=True)
         assert {r.data.tags["comparison.setting"] for r in seeds[variant].values()} == {setting}
+        lr = study.best_trial.params["optimizer.critic.lr"]
+        assert {r.data.params["optimizer.critic.lr"] for r in seeds[variant].values()} == {str(lr)}
+        defaults = seeds[f"{variant} (default)"].values()
+        assert {r.data.params["optimizer.critic.lr"] for r in defaults} == {"0.0002"}
 
     # the report's table, read back: mean ± s.e. recomputed from the seed runs' metrics
     report = (folder / "report.md").read_text()
     table = parse_table(report, "ring8")
-    assert set(table) == {"gan", "sngan", "*PacGAN4* (reference)"}
+    assert set(table) == set(seeds) | {"*PacGAN4* (reference)"}
     data = json.loads((folder / "report.json").read_text())
-    for variant, row in (("gan", table["gan"]), ("sngan", table["sngan"])):
+    for variant in seeds:
+        row = table[variant]
         for i, metric in enumerate(METRICS):
             values = np.array([seeds[variant][s].data.metrics[metric] for s in (0, 1)])
             mean = values.mean()
@@ -177,7 +188,7 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
             (entry,) = [v for v in data["variants"] if v["name"] == variant]
             assert entry["stats"][metric] == pytest.approx([mean, se], rel=1e-12, abs=1e-15)
         assert row[len(METRICS)] == "2"  # seeds
-        assert row[len(METRICS) + 1] == "2/0/0"  # trials
+        assert row[len(METRICS) + 1] == ("—" if "default" in variant else "2/0/0")  # trials
     assert table["*PacGAN4* (reference)"][:3] == ["—", "0.07", "7.8"]
     # the w1 values differ between seeds here, so the s.e. check above is not of zeros
     assert seeds["gan"][0].data.metrics["w1"] != seeds["gan"][1].data.metrics["w1"]
