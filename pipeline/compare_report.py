@@ -53,6 +53,9 @@ class VariantResult:
     stats: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: the variant's untuned setting (``defaults: true``), not its study's best
     default: bool = False
+    #: metric → Spearman's ρ between the objective and the metric over the finished trials
+    #: (what the objective rewards: see :func:`objective_agreement`)
+    agreement: dict[str, float] = field(default_factory=dict)
 
     @property
     def seed_cpu_s(self) -> float:
@@ -77,7 +80,7 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 def collect(runner: ComparisonRunner) -> list[VariantResult]:
     """Each variant's study and seed runs, as they are in the stores now."""
-    from pipeline.compare import DEFAULT_SETTING, ROLE
+    from pipeline.compare import DEFAULT_SETTING, NAME_TAG, ROLE, VARIANT_TAG
     from pipeline.tracking import client_for
 
     client = client_for(runner.tracking)
@@ -87,6 +90,12 @@ def collect(runner: ComparisonRunner) -> list[VariantResult]:
     seed_runs = client.search_runs(
         [experiment_id],
         f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`{ROLE}` = 'seed' "
+        f"and attributes.status = 'FINISHED'",
+        max_results=10000,
+    )
+    trial_runs = client.search_runs(
+        [experiment_id],
+        f"tags.`{ROLE}` = 'trial' and tags.`{NAME_TAG}` = '{runner.comparison.name}' "
         f"and attributes.status = 'FINISHED'",
         max_results=10000,
     )
@@ -111,8 +120,35 @@ def collect(runner: ComparisonRunner) -> list[VariantResult]:
             )
             _add_seeds(default, seed_runs, DEFAULT_SETTING, wanted, metrics)
             results.append(default)
+        trials = [r.data.metrics for r in trial_runs if r.data.tags.get(VARIANT_TAG) == name]
+        res.agreement = objective_agreement(trials, res.objective, metrics)
         results.append(res)
     return results
+
+
+def objective_agreement(
+    rows: list[dict[str, float]], objective: str, metrics: list[str]
+) -> dict[str, float]:
+    """Spearman's rank correlation between the tuning objective and each metric over the
+    variant's finished trials (``rows``: each trial's final metrics; NaN with fewer than 3
+    trials, or a constant column): whether
+    minimizing sliced W1 also selects the settings with the most modes, the highest
+    high-quality share and the lowest reverse KL (measured-here.md: an objective can rank a
+    collapsed generator among the best)."""
+    from scipy.stats import spearmanr
+
+    out = {}
+    for metric in metrics:
+        pairs = [(m[objective], m[metric]) for m in rows if objective in m and metric in m]
+        if len(pairs) < 3 or metric == objective:
+            out[metric] = math.nan
+            continue
+        x, y = zip(*pairs, strict=True)
+        if len(set(x)) < 2 or len(set(y)) < 2:
+            out[metric] = math.nan
+            continue
+        out[metric] = float(spearmanr(x, y).statistic)
+    return out
 
 
 def _add_seeds(
@@ -231,8 +267,34 @@ def markdown(runner: ComparisonRunner, results: list[VariantResult], plots: list
             row = [f"*{ref.name}* (reference)", *vals, "", "", "", "", ref.source]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    lines += _agreement_table(results, metrics)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     return "\n".join(lines)
+
+
+def _agreement_table(results: list[VariantResult], metrics: list[str]) -> list[str]:
+    """What the objective rewards: Spearman's ρ between it and each metric over the trials."""
+    rows = [r for r in results if not r.default and r.agreement]
+    if not rows:
+        return []
+    objective = rows[0].objective
+    lines = [
+        "## What the objective rewards",
+        "",
+        f"Spearman's ρ between the tuning objective ({objective}, "
+        f"{rows[0].direction}d) and each metric over each variant's finished trials. "
+        f"Where it is minimized, it selects the settings with more modes and a higher "
+        f"high-quality share only where ρ is negative for them, and positive for reverse KL "
+        f"(the signs flip where it is maximized); —: fewer than 3 trials or a constant.",
+        "",
+        "| variant | " + " | ".join(metrics) + " |",
+        "|" + "---|" * (len(metrics) + 1),
+    ]
+    for r in rows:
+        cells = ["—" if math.isnan(r.agreement.get(m, math.nan)) else f"{r.agreement[m]:+.2f}"
+                 for m in metrics]  # fmt: skip
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def write_report(runner: ComparisonRunner, out_dir: Path) -> Path:

@@ -22,7 +22,7 @@ from pipeline.cli import main
 from pipeline.compare import ComparisonRunner
 from pipeline.compare_file import load_comparison
 from pipeline.compare_plots import bootstrap_best_so_far
-from pipeline.compare_report import mean_se
+from pipeline.compare_report import mean_se, objective_agreement
 from pipeline.errors import ConfigError
 from pipeline.tracking import TrackingSettings
 from pipeline.ui_server import experiment_to_open, open_as_model_training
@@ -280,6 +280,17 @@ def test_bootstrap_best_so_far_by_hand():
     assert set(np.unique(finite)) <= {1.0, 3.0}
     assert (np.diff(np.nan_to_num(curves, nan=1e9), axis=1) <= 0).all()
     assert mean_se([1.0, 3.0]) == (2.0, 1.0)  # s.d. √2, /√2
+
+
+def test_objective_agreement_by_hand():
+    rows = [{"w1": w, "modes": 5 - w, "reverse_kl": w * w, "hq": 0.5} for w in (1.0, 2.0, 3.0, 4.0)]
+    rows[0]["modes"], rows[1]["modes"] = 3.0, 4.0  # modes ranks 2,1,3,4 reversed: 3,4,2,1
+    rho = objective_agreement(rows, "w1", ["modes", "reverse_kl", "hq", "w1"])
+    # Spearman: 1 - 6 Σd² / (n(n²-1)); modes ranks (3,4,2,1) vs (1,2,3,4): Σd² = 4+4+1+9 = 18
+    assert rho["modes"] == pytest.approx(1 - 6 * 18 / (4 * 15))
+    assert rho["reverse_kl"] == pytest.approx(1.0)
+    assert math.isnan(rho["hq"]) and math.isnan(rho["w1"])  # a constant; the objective itself
+    assert math.isnan(objective_agreement(rows[:2], "w1", ["modes"])["modes"])  # < 3 trials
 
 
 #: the comparison files shipped in experiments/
