@@ -14,7 +14,8 @@ the answer carries error bars. The file::
         overrides: {loss.name: wgan, constraint.name: gradient_penalty}
         tune: {constraint.weight: {type: float, low: 0.1, high: 100, log: true}}
     budget: {trials: 20}                # per variant, the same for all: trials and/or timeout_s
-    seeds: 5                            # re-trainings of each best setting (or a list of seeds)
+    seeds: 5                            # re-trainings of each best setting: 5 seeds after the
+                                        # base's train.seed (the trials'), or a list of seeds
     defaults: true                      # also train each variant's untuned setting on them
     metrics: [modes, hq_fraction, reverse_kl]
     references:                         # published rows printed beside the results
@@ -232,6 +233,11 @@ def load_comparison(path: str | Path, overrides: tuple[str, ...] | list[str] = (
         from pipeline.config import apply_overrides
 
         base = apply_overrides(base, overrides)
+    if not isinstance(raw.get("seeds"), list):
+        # a count of seeds: new ones after the seed the trials ran with, so the seed that
+        # won the tuning is not counted again (Lucic et al. 2018 re-run the best on new seeds)
+        first = int((base.get("train") or {}).get("seed", 0)) + 1
+        spec = spec.model_copy(update={"seeds": [first + i for i in range(len(spec.seeds))]})
     comparison = Comparison(spec, base, path)
     from pipeline.tune_factories import PRUNERS, SAMPLERS
 

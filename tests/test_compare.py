@@ -111,8 +111,9 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
     (parent,) = client.search_runs([exp.experiment_id], "tags.`pipeline.role` = 'comparison'")
     assert parent.info.status == "KILLED"
 
-    # 2: rerun, stopped after sngan's first seed
-    second = StopAt("sngan seed 0")
+    # 2: rerun, stopped after sngan's first seed (seeds: 2 is seeds 1 and 2: after the
+    # trials' seed 0)
+    second = StopAt("sngan seed 1")
     with pytest.raises(KeyboardInterrupt):
         runner(tmp_path, second).run(tmp_path / "out")
     assert "trial    1" in "\n".join(second.lines)  # gan's second trial: its budget's rest
@@ -122,7 +123,7 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
     third = StopAt()
     folder = runner(tmp_path, third).run(tmp_path / "out")
     assert not [line for line in third.lines if line.startswith("trial ")]
-    assert [line.split(":")[0] for line in third.lines if " seed " in line] == ["sngan seed 1"]
+    assert [line.split(":")[0] for line in third.lines if " seed " in line] == ["sngan seed 2"]
 
     # the runs: one parent, a study run per variant under it, trials under the studies,
     # seeds under the parent; each trial and seed exactly once
@@ -155,7 +156,7 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
             seeds[row][seed] = r
     trials = [r for r in runs if r.data.tags.get("pipeline.role") == "trial"]
     assert sorted(r.data.tags["comparison.variant"] for r in trials) == ["gan"] * 2 + ["sngan"] * 2
-    assert {v: sorted(s) for v, s in seeds.items()} == {v: [0, 1] for v in seeds}
+    assert {v: sorted(s) for v, s in seeds.items()} == {v: [1, 2] for v in seeds}
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
     )
@@ -178,7 +179,7 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
     for variant in seeds:
         row = table[variant]
         for i, metric in enumerate(METRICS):
-            values = np.array([seeds[variant][s].data.metrics[metric] for s in (0, 1)])
+            values = np.array([seeds[variant][s].data.metrics[metric] for s in (1, 2)])
             mean = values.mean()
             se = values.std(ddof=1) / math.sqrt(len(values))
             shown_mean, shown_se = parse_cell(row[i])
@@ -191,7 +192,7 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
         assert row[len(METRICS) + 1] == ("—" if "default" in variant else "2/0/0")  # trials
     assert table["*PacGAN4* (reference)"][:3] == ["—", "0.07", "7.8"]
     # the w1 values differ between seeds here, so the s.e. check above is not of zeros
-    assert seeds["gan"][0].data.metrics["w1"] != seeds["gan"][1].data.metrics["w1"]
+    assert seeds["gan"][1].data.metrics["w1"] != seeds["gan"][2].data.metrics["w1"]
     for name in ("metrics_over_seeds.png", "best_so_far.png", "samples_gan.png"):
         assert (folder / name).stat().st_size > 1000
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
