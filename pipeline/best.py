@@ -24,7 +24,15 @@ def best_report(study_name: str, storage: str | None, tracking: TrackingSettings
     try:
         study = optuna.load_study(study_name=study_name, storage=store)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
+        summaries = optuna.get_all_study_summaries(store)
+        variants = comparison_studies(summaries, study_name)
+        if variants:  # a comparison: each variant's study (pipeline.compare)
+            return {
+                "comparison": study_name,
+                "storage": url,
+                "variants": {v: best_report(n, storage, tracking) for v, n in variants.items()},
+            }
+        names = [s.study_name for s in summaries]
         raise ConfigError(
             "study", f"no study {study_name!r} in {url}; studies: {', '.join(names) or 'none'}"
         ) from None
@@ -49,6 +57,16 @@ def best_report(study_name: str, storage: str | None, tracking: TrackingSettings
             "best_run_id": best.user_attrs.get("mlflow_run_id"),
         }
     return report
+
+
+def comparison_studies(summaries, name: str) -> dict[str, str]:
+    """The study of each variant of comparison ``name`` (:mod:`pipeline.compare` marks its
+    studies with the ``comparison`` user attribute), by variant."""
+    return {
+        s.user_attrs.get("comparison_variant", s.study_name): s.study_name
+        for s in summaries
+        if s.user_attrs.get("comparison") == name
+    }
 
 
 def complete_best_run(report: dict[str, Any], tracking: TrackingSettings) -> str | None:

@@ -295,13 +295,23 @@ def best(study_name, storage, as_json, tracking_flags) -> None:
 
     tracking = tracking_flags.load()
     report = best_report(study_name, storage, tracking)
-    if report.get("best_run_id"):
-        note = complete_best_run(report, tracking)
-        if note:
-            click.echo(note, err=True)
+    studies = list(report["variants"].values()) if "comparison" in report else [report]
+    for one in studies:  # a comparison (pipeline compare): the best of each variant's study
+        if one.get("best_run_id"):
+            note = complete_best_run(one, tracking)
+            if note:
+                click.echo(note, err=True)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    for variant, one in report.get("variants", {}).items():
+        click.echo(f"== {variant}")
+        _echo_best(one)
+    if "comparison" not in report:
+        _echo_best(report)
+
+
+def _echo_best(report: dict) -> None:
     trials = ", ".join(f"{n} {s.lower()}" for s, n in report["trials"].items() if n)
     click.echo(f"study {report['study']} ({report['storage']}): {trials}")
     if "best_trial" not in report:
@@ -370,16 +380,18 @@ def plugins(as_json: bool) -> None:
 def ui(name, port, host, no_browser, tracking_flags) -> None:
     """Start the MLflow UI on the configured store, opened on an experiment's runs.
 
-    NAME is the experiment (or study) to open; default: the most recently active one.
+    NAME is the experiment (or study, or comparison) to open; default: the most recently
+    active one. It opens in the UI's model-training view.
     """
     from pipeline.tracking import client_for
-    from pipeline.ui_server import experiment_to_open, serve
+    from pipeline.ui_server import experiment_to_open, open_as_model_training, serve
 
     tracking = tracking_flags.load()
     url = f"http://{host}:{port}/"
-    experiment_id = experiment_to_open(client_for(tracking), name or tracking.experiment_name)
+    client = client_for(tracking)
+    experiment_id = experiment_to_open(client, name or tracking.experiment_name)
     if experiment_id is not None:
-        url += f"#/experiments/{experiment_id}/runs"
+        url += open_as_model_training(client, experiment_id)
     elif name:
         raise PipelineError(
             f"no MLflow experiment named {name!r} in {mask_url(tracking.tracking_uri)}"
@@ -387,6 +399,10 @@ def ui(name, port, host, no_browser, tracking_flags) -> None:
     click.echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}; Ctrl-C to stop)")
     sys.exit(serve(tracking, host, port, open_url=None if no_browser else url))
 
+
+from pipeline.compare_cli import compare  # noqa: E402  (its own module: pipeline compare)
+
+main.add_command(compare)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -146,7 +146,10 @@ def ensure_experiment(client, name: str, settings: TrackingSettings) -> str:
         return found.experiment_id
     try:
         return client.create_experiment(
-            name, artifact_location=settings.artifact_uri() + "/" + name
+            name,
+            artifact_location=settings.artifact_uri() + "/" + name,
+            # the UI opens it in its model-training view, not the GenAI one
+            tags={"mlflow.experimentKind": "custom_model_development"},
         )
     except MlflowException:  # another worker created it first
         found = client.get_experiment_by_name(name)

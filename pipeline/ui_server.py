@@ -7,6 +7,7 @@ on its command line: a password in the tracking URI would be in every user's ``p
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -30,17 +31,80 @@ HEALTH_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
 
+#: the UI's model-training view (MLflow 3 opens experiments in its GenAI view otherwise):
+#: the experiment tag the UI reads (values: its ExperimentKind enum) and the URL parameter
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+WORKFLOW_QUERY = "workflowType=machine_learning"
+
+
 def experiment_to_open(client: MlflowClient, name: str | None) -> str | None:
-    """The id of experiment ``name``, or of the most recently active one."""
+    """The id of experiment ``name`` (or of the experiment holding the study or comparison
+    ``name``: its runs' ``optuna.study_name`` / ``comparison.name`` tag), or of the most
+    recently active one."""
     if name:
         found = client.get_experiment_by_name(name)
-        return None if found is None else found.experiment_id
+        if found is not None:
+            return found.experiment_id
+        ids = [e.experiment_id for e in client.search_experiments()]
+        for tag in ("comparison.name", "optuna.study_name"):
+            runs = client.search_runs(ids, f"tags.`{tag}` = '{name}'", max_results=1) if ids else []
+            if runs:
+                return runs[0].info.experiment_id
+        return None
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         max_results=1,
         order_by=["attributes.start_time DESC"],
     )
     return runs[0].info.experiment_id if runs else None
+
+
+#: the runs table's columns and order come from a view the UI reads from an experiment tag
+#: ``mlflow.sharedViewState.<key>`` (what its "Share" button writes) named in the URL
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+VIEW_KEY = "gan-pipeline"
+#: metrics shown first when a run has them: the toy-data metrics (VEEGAN/PacGAN protocol)
+#: and the image ones; a study's objective goes before all
+KEY_METRICS = ("modes", "hq_fraction", "reverse_kl", "w1", "fid", "precision", "recall")
+#: run tags worth a column: what a run is in a tune or a comparison
+KEY_TAGS = ("pipeline.role", "comparison.variant", "comparison.seed", "optuna.state")
+
+
+def open_as_model_training(client: MlflowClient, experiment_id: str) -> str:
+    """Tag the experiment as model training (unless it says what it is already), write the
+    runs-table view (:func:`runs_view`) and return the runs page's path that opens both."""
+    experiment = client.get_experiment(experiment_id)
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+    view = runs_view(client, experiment_id)
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + VIEW_KEY, json.dumps(view))
+    return f"#/experiments/{experiment_id}/runs?{WORKFLOW_QUERY}&viewStateShareKey={VIEW_KEY}"
+
+
+def runs_view(client: MlflowClient, experiment_id: str) -> dict:
+    """Columns at a glance: the objective, the key metrics, the role tags and each run's
+    duration; sorted by the objective; the top-level runs (studies, comparisons) expanded."""
+    runs = client.search_runs([experiment_id], max_results=500)
+    metrics = {k for r in runs for k in r.data.metrics}
+    objectives = [
+        r.data.tags["optuna.objective"] for r in runs if "optuna.objective" in r.data.tags
+    ]
+    first = list(dict.fromkeys(objectives))
+    shown = [m for m in dict.fromkeys(first + list(KEY_METRICS)) if m in metrics]
+    tags = [t for t in KEY_TAGS if any(t in r.data.tags for r in runs)]
+    columns = ["attributes.`Duration`"]
+    columns += [f"metrics.`{m}`" for m in shown] + [f"tags.`{t}`" for t in tags]
+    view: dict = {
+        "selectedColumns": columns,
+        "runsExpanded": {
+            r.info.run_id: True for r in runs if "mlflow.parentRunId" not in r.data.tags
+        },
+    }
+    if shown:
+        view["orderByKey"] = f"metrics.`{shown[0]}`"
+        view["orderByAsc"] = True
+    return view
 
 
 def serve(tracking: TrackingSettings, host: str, port: int, *, open_url: str | None) -> int:

@@ -1,0 +1,367 @@
+"""``pipeline compare``: tune each variant with the same budget, re-train the best on seeds.
+
+The protocol of Lucic et al. 2018 ("Are GANs Created Equal? A Large-Scale Study") and
+Kurach et al. 2019 ("A Large-Scale Study on Regularization and Normalization in GANs"):
+every variant of a comparison (:mod:`pipeline.compare_file`) is tuned as its own Optuna
+study ``<comparison>-<variant>`` with ``pipeline tune``'s machinery
+(:class:`pipeline.tune.Tuner`: storage, sampler, pruner) and the same budget; the best
+setting of each is then re-trained on every seed; the report
+(:mod:`pipeline.compare_report`) gives mean ± standard error over the seeds.
+
+In MLflow, one experiment (the comparison's name) holds one **parent run** of the
+comparison (tag ``pipeline.role=comparison``). Under it: each variant's study run
+(``pipeline.role=study``) with that variant's trials under it (``pipeline.role=trial``),
+and the seed re-trainings (``pipeline.role=seed``, ``comparison.seed``). Every run is
+tagged ``comparison.name`` and ``comparison.variant``.
+
+Rerunning continues where a run stopped: each study is resumed with what is left of its
+budget (trials that finished, were pruned or failed on their own count; an interrupted
+one does not), and a seed whose run FINISHED with the current best setting is not run
+again. A changed comparison file is refused, naming the fields that changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.compare_file import Comparison, check_variants
+from pipeline.errors import ConfigError
+from pipeline.tracking import RunTracker, TrackingSettings, client_for
+from pipeline.tune import TuneOptions, Tuner
+from pipeline.tune_report import best_trial
+
+ROLE = "pipeline.role"
+NAME_TAG = "comparison.name"
+VARIANT_TAG = "comparison.variant"
+SEED_TAG = "comparison.seed"
+SETTING_TAG = "comparison.setting"
+#: the setting tag of a seed run of a variant's untuned setting (``defaults: true``)
+DEFAULT_SETTING = "default"
+FINGERPRINT_TAG = "comparison.fingerprint"
+FIELDS_TAG = "comparison.fields"
+#: user attributes of each variant's study
+STUDY_COMPARISON_ATTR = "comparison"
+STUDY_FINGERPRINT_ATTR = "comparison_fingerprint"
+STUDY_VARIANT_ATTR = "comparison_variant"
+#: an MLflow experiment kind its UI opens in the model-training view, not the GenAI one
+#: (``mlflow.experimentKind``; values: the UI's ExperimentKind enum, MLflow 3)
+EXPERIMENT_KIND = "custom_model_development"
+
+
+class VariantTuner(Tuner):
+    """A :class:`Tuner` for one variant: its study run sits under the comparison's parent
+    run, its trials are tagged with the variant, and each trial's CPU time is kept."""
+
+    def __init__(
+        self, *args: Any, comparison: Comparison, variant: str, parent_id: str, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.comparison = comparison
+        self.variant = variant
+        self.comparison_parent_id = parent_id
+
+    def open_study(self):
+        study = super().open_study()
+        known = study.user_attrs.get(STUDY_FINGERPRINT_ATTR)
+        fingerprint = self.comparison.fingerprint()
+        if known is not None and known != fingerprint:
+            raise ConfigError(
+                "comparison file",
+                f"study {self.study_name!r} belongs to another version of comparison "
+                f"{self.comparison.name!r}; restore the file or give the comparison a new name",
+            )
+        study.set_user_attr(STUDY_COMPARISON_ATTR, self.comparison.name)
+        study.set_user_attr(STUDY_VARIANT_ATTR, self.variant)
+        study.set_user_attr(STUDY_FINGERPRINT_ATTR, fingerprint)
+        return study
+
+    def attach_parent(self, study) -> RunTracker | None:
+        parent = super().attach_parent(study)
+        if parent is not None:
+            parent.set_tags(
+                {
+                    "mlflow.parentRunId": self.comparison_parent_id,
+                    NAME_TAG: self.comparison.name,
+                    VARIANT_TAG: self.variant,
+                }
+            )
+        return parent
+
+    def objective(self, trial) -> float:
+        start = time.process_time()
+        try:
+            return super().objective(trial)
+        finally:
+            trial.set_user_attr("cpu_time_s", time.process_time() - start)
+
+    def after_trial(self, study, trial) -> None:
+        self.tag_trial(trial)
+        super().after_trial(study, trial)
+
+    def tag_trial(self, trial) -> None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if self.tracking is None or not run_id:
+            return
+        client = client_for(self.tracking)
+        for key, value in {
+            ROLE: "trial",
+            NAME_TAG: self.comparison.name,
+            VARIANT_TAG: self.variant,
+        }.items():
+            client.set_tag(run_id, key, value)
+
+
+def spent(study) -> tuple[int, float]:
+    """Trials that used the budget (finished, pruned, or failed on their own: an
+    interrupted trial has no ``fail_reason``) and their summed wall time in seconds."""
+    n, seconds = 0, 0.0
+    for t in study.get_trials(deepcopy=False):
+        state = t.state.name
+        if state in ("COMPLETE", "PRUNED") or (state == "FAIL" and "fail_reason" in t.user_attrs):
+            n += 1
+            if t.duration is not None:
+                seconds += t.duration.total_seconds()
+    return n, seconds
+
+
+class ComparisonRunner:
+    """One ``pipeline compare`` invocation."""
+
+    def __init__(
+        self,
+        comparison: Comparison,
+        *,
+        tracking: TrackingSettings,
+        storage: str | None = None,
+        device: str | None = None,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.comparison = comparison
+        self.experiments = check_variants(comparison)  # all refused before anything runs
+        self.tracking = dataclasses.replace(
+            tracking, experiment_name=tracking.experiment_name or comparison.name
+        )
+        self.storage = storage
+        self.device = device
+        self.echo = echo
+        self.parent: RunTracker | None = None
+
+    # -- the parent run ------------------------------------------------------------
+    def find_parent(self) -> str | None:
+        """The comparison's parent run id, after checking its fingerprint; None if new."""
+        client = client_for(self.tracking)
+        exp = client.get_experiment_by_name(self.tracking.experiment_name)
+        if exp is None:
+            return None
+        runs = client.search_runs(
+            [exp.experiment_id],
+            f"tags.`{ROLE}` = 'comparison' and tags.`{NAME_TAG}` = '{self.comparison.name}'",
+            order_by=["attributes.start_time ASC"],
+        )
+        if not runs:
+            return None
+        run = runs[0]
+        if run.data.tags.get(FINGERPRINT_TAG) != self.comparison.fingerprint():
+            known = json.loads(run.data.tags.get(FIELDS_TAG, "{}"))
+            now = self.comparison.fields()
+            changed = sorted(k for k in set(known) | set(now) if known.get(k) != now.get(k))
+            raise ConfigError(
+                "comparison file",
+                f"comparison {self.comparison.name!r} was started with another file "
+                f"({', '.join(changed) or 'its content'} differ); run it with the same file, "
+                f"or give it a new name",
+            )
+        return run.info.run_id
+
+    def open_parent(self) -> RunTracker:
+        from pipeline.storage import check_artifact_location
+
+        check_artifact_location(self.tracking, self.tracking.experiment_name)
+        client = client_for(self.tracking)
+        run_id = self.find_parent()
+        if run_id is not None:
+            client.update_run(run_id, status="RUNNING")
+            return RunTracker(client, run_id, self.tracking.tracking_uri)
+        spec = self.comparison.spec
+        parent = RunTracker.start(
+            self.tracking,
+            self.tracking.experiment_name,
+            run_name=f"comparison {self.comparison.name}",
+            tags={
+                ROLE: "comparison",
+                NAME_TAG: self.comparison.name,
+                FINGERPRINT_TAG: self.comparison.fingerprint(),
+                FIELDS_TAG: json.dumps(self.comparison.fields()),
+                "comparison.variants": ", ".join(spec.variants),
+                "mlflow.note.content": spec.description or f"comparison {self.comparison.name}",
+            },
+        )
+        client.set_experiment_tag(parent.experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
+        parent.log_params(
+            {
+                "budget.trials": spec.budget.trials,
+                "budget.timeout_s": spec.budget.timeout_s,
+                "seeds": json.dumps(spec.seeds),
+                "variants": ", ".join(spec.variants),
+                "sampler": spec.sampler,
+                "pruner": spec.pruner,
+            }
+        )
+        parent.log_artifact(self.comparison.path, "comparison")
+        return parent
+
+    # -- tuning ------------------------------------------------------------------------
+    def tuner(self, variant: str, folder: Path, n_trials: int | None, timeout: float | None):
+        from pipeline.registry import default_registry
+
+        spec = self.comparison.spec
+        assert self.parent is not None
+        options = TuneOptions(
+            n_trials=n_trials,
+            timeout=timeout,
+            study_name=self.comparison.study_name(variant),
+            storage=self.storage,
+            sampler=spec.sampler,
+            pruner=spec.pruner,
+            seed=spec.sampler_seed,
+            device=self.device,
+        )
+        # TODO(--workers): when `pipeline tune --workers` lands, pass it through here
+        return VariantTuner(
+            self.comparison.write_variant(variant, folder),
+            (),
+            options,
+            registry=default_registry(),
+            tracking=self.tracking,
+            echo=self.echo,
+            comparison=self.comparison,
+            variant=variant,
+            parent_id=self.parent.run_id,
+        )
+
+    def tune(self, variant: str, folder: Path):
+        """Tune ``variant`` with what is left of its budget; returns (study, tuner)."""
+        budget = self.comparison.spec.budget
+        probe = self.tuner(variant, folder, 1, None)
+        study = probe.open_study()
+        n_done, seconds = spent(study)
+        n_left = None if budget.trials is None else budget.trials - n_done
+        t_left = None if budget.timeout_s is None else budget.timeout_s - seconds
+        if (n_left is not None and n_left <= 0) or (t_left is not None and t_left <= 0):
+            self.echo(f"{variant}: tuning budget spent ({n_done} trials, {seconds:.1f} s)")
+            return study, probe
+        tuner = self.tuner(variant, folder, n_left, t_left)
+        study = tuner.run()
+        for trial in study.get_trials(deepcopy=False):  # an interrupted one had no callback
+            tuner.tag_trial(trial)
+        return study, tuner
+
+    # -- seeds -------------------------------------------------------------------------
+    def finished_seeds(self, variant: str, setting: str) -> set[int]:
+        assert self.parent is not None
+        client = client_for(self.tracking)
+        runs = client.search_runs(
+            [self.parent.experiment_id or client.get_run(self.parent.run_id).info.experiment_id],
+            f"tags.`mlflow.parentRunId` = '{self.parent.run_id}' and tags.`{ROLE}` = 'seed' "
+            f"and tags.`{VARIANT_TAG}` = '{variant}' and attributes.status = 'FINISHED'",
+        )
+        return {int(r.data.tags[SEED_TAG]) for r in runs if r.data.tags.get(SETTING_TAG) == setting}
+
+    def retrain(self, variant: str, study, tuner: Tuner) -> None:
+        """Train the study's best setting on every seed not finished yet (and, with
+        ``defaults: true``, the variant's untuned setting as well)."""
+        best = best_trial(study)
+        if self.comparison.spec.defaults:
+            self.train_seeds(variant, tuner, {}, DEFAULT_SETTING, None)
+        if best is None:
+            self.echo(f"{variant}: no completed trial, no seed re-training")
+            return
+        setting = json.dumps(best.params, sort_keys=True)
+        self.train_seeds(variant, tuner, best.params, setting, best.number)
+
+    def train_seeds(
+        self, variant: str, tuner: Tuner, params: dict, setting: str, trial: int | None
+    ) -> None:
+        from pipeline.config import apply_overrides, validate
+        from pipeline.train import run_training
+
+        assert self.parent is not None
+        done = self.finished_seeds(variant, setting)
+        label = variant if trial is not None else f"{variant} default"
+        for seed in self.comparison.spec.seeds:
+            if seed in done:
+                continue
+            tree = apply_overrides(tuner.space.apply(params), [f"train.seed={seed}"])
+            exp = validate(tree, tuner.registry)
+            start = time.process_time()
+            result = run_training(
+                exp,
+                tracking=self.tracking,
+                progress=False,
+                parent_run_id=self.parent.run_id,
+                run_name=f"{label} seed {seed}",
+                extra_tags={
+                    ROLE: "seed",
+                    NAME_TAG: self.comparison.name,
+                    VARIANT_TAG: variant,
+                    SEED_TAG: str(seed),
+                    SETTING_TAG: setting,
+                    "comparison.best_trial": "" if trial is None else str(trial),
+                },
+            )
+            cpu = time.process_time() - start
+            assert result.run_id is not None
+            client_for(self.tracking).log_metric(
+                result.run_id, "cpu_time_s", cpu, step=result.steps
+            )
+            shown = ", ".join(f"{k}={result.metrics[k]:.4g}" for k in self.comparison.spec.metrics)
+            self.echo(f"{label} seed {seed}: {shown} ({result.wall_time_s:.1f} s)")
+
+    # -- the whole invocation ------------------------------------------------------------
+    def run(self, out_dir: Path, report_only: bool = False) -> Path:
+        """Tune, re-train and report (or only report); returns the report's folder."""
+        from pipeline.compare_report import write_report
+
+        if report_only:
+            run_id = self.find_parent()
+            if run_id is None:
+                raise ConfigError(
+                    "comparison", f"no runs of comparison {self.comparison.name!r} to report"
+                )
+            self.parent = RunTracker(client_for(self.tracking), run_id, self.tracking.tracking_uri)
+            return write_report(self, out_dir)
+        self.parent = self.open_parent()
+        status = "FAILED"
+        try:
+            with tempfile.TemporaryDirectory(prefix="gan-pipeline-compare-") as tmp:
+                for variant in self.comparison.spec.variants:
+                    self.echo(f"== {variant}: tuning ({self.comparison.study_name(variant)})")
+                    study, tuner = self.tune(variant, Path(tmp))
+                    self.retrain(variant, study, tuner)
+            folder = write_report(self, out_dir)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self.parent.client.set_terminated(self.parent.run_id, status=status)
+        return folder
+
+    def open_study(self, variant: str):
+        """The variant's study as it is now (None when it was never started)."""
+        import optuna
+
+        from pipeline.storage import open_storage
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        store, _ = open_storage(self.storage, self.tracking, must_exist=False)
+        try:
+            return optuna.load_study(study_name=self.comparison.study_name(variant), storage=store)
+        except KeyError:
+            return None

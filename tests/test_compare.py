@@ -1,0 +1,322 @@
+"""`pipeline compare`: a tiny comparison end to end on real MLflow and Optuna stores.
+
+2 variants × 2 trials × 2 seeds of 4 steps; stopped twice (during the tuning, then after
+a seed) and rerun; the report's table read back and checked against the seed runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from pipeline.cli import main
+from pipeline.compare import ComparisonRunner
+from pipeline.compare_file import load_comparison
+from pipeline.compare_plots import bootstrap_best_so_far
+from pipeline.compare_report import mean_se, objective_agreement
+from pipeline.errors import ConfigError
+from pipeline.tracking import TrackingSettings
+from pipeline.ui_server import experiment_to_open, open_as_model_training
+from tests.conftest import EXPERIMENTS, TINY_SMALL
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in TINY_SMALL)}
+METRICS = ["w1", "reverse_kl", "modes"]
+
+
+def comparison_file(tmp_path: Path, **changes) -> Path:
+    data = {
+        "name": "tiny",
+        "base": str(EXPERIMENTS / "gan_ring8.yaml"),
+        "variants": {
+            "gan": {"loss.name": "bce", "constraint.name": "none", **TINY},
+            "sngan": {
+                "overrides": {"loss.name": "hinge", "constraint.name": "spectral_norm", **TINY},
+                "tune": {"optimizer.generator.lr": None},
+            },
+        },
+        "budget": {"trials": 2},
+        "seeds": 2,
+        "defaults": True,
+        "metrics": METRICS,
+        "references": [
+            {
+                "name": "PacGAN4",
+                "source": "Lin et al. 2018",
+                "dataset": "ring8",
+                "values": {"modes": 7.8, "reverse_kl": 0.07},
+            },
+        ],
+    } | changes
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class StopAt:
+    """Records the lines the comparison prints; raises KeyboardInterrupt (a Ctrl-C) right
+    after printing the line that starts with ``stop_at``."""
+
+    def __init__(self, stop_at: str | None = None) -> None:
+        self.stop_at = stop_at
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        if self.stop_at and line.startswith(self.stop_at):
+            raise KeyboardInterrupt
+
+
+def runner(tmp_path: Path, echo: StopAt, file: Path | None = None) -> ComparisonRunner:
+    tracking = TrackingSettings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_location=str(tmp_path / "artifacts"),
+    )
+    return ComparisonRunner(
+        load_comparison(file or comparison_file(tmp_path)), tracking=tracking, echo=echo
+    )
+
+
+def parse_table(report: str, dataset: str) -> dict[str, list[str]]:
+    section = report.split(f"## {dataset}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    return {row[0]: row[1:] for row in cells[1:]}
+
+
+def parse_cell(cell: str) -> tuple[float, float]:
+    mean, se = re.fullmatch(r"(\S+) ± (\S+)", cell).groups()
+    return float(mean), float(se)
+
+
+def test_tiny_comparison_end_to_end_resumed(tmp_path):
+    # 1: stopped (Ctrl-C) right after the first variant's first trial
+    first = StopAt("trial    0")
+    with pytest.raises(KeyboardInterrupt):
+        runner(tmp_path, first).run(tmp_path / "out")
+    # the stop came in gan's first trial: gan has 1 trial, sngan none
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("tiny")
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`pipeline.role` = 'comparison'")
+    assert parent.info.status == "KILLED"
+
+    # 2: rerun, stopped after sngan's first seed (seeds: 2 is seeds 1 and 2: after the
+    # trials' seed 0)
+    second = StopAt("sngan seed 1")
+    with pytest.raises(KeyboardInterrupt):
+        runner(tmp_path, second).run(tmp_path / "out")
+    assert "trial    1" in "\n".join(second.lines)  # gan's second trial: its budget's rest
+    assert sum(line.startswith("trial ") for line in second.lines) == 3  # 1 gan + 2 sngan
+
+    # 3: rerun to the end: no tuning left, only sngan's seed 1 runs
+    third = StopAt()
+    folder = runner(tmp_path, third).run(tmp_path / "out")
+    assert not [line for line in third.lines if line.startswith("trial ")]
+    assert [line.split(":")[0] for line in third.lines if " seed " in line] == ["sngan seed 2"]
+
+    # the runs: one parent, a study run per variant under it, trials under the studies,
+    # seeds under the parent; each trial and seed exactly once
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    (parent,) = [r for r in runs if r.data.tags.get("pipeline.role") == "comparison"]
+    assert parent.info.status == "FINISHED"
+    studies = {
+        r.data.tags["comparison.variant"]: r
+        for r in runs
+        if r.data.tags.get("pipeline.role") == "study"
+    }
+    assert set(studies) == {"gan", "sngan"}
+    # seed runs by variant (the untuned setting's as "<variant> (default)") and seed
+    seeds: dict[str, dict[int, object]] = {
+        k: {} for k in ("gan", "sngan", "gan (default)", "sngan (default)")
+    }
+    for r in runs:
+        tags = r.data.tags
+        if tags.get("pipeline.role") == "study":
+            assert tags["mlflow.parentRunId"] == parent.info.run_id
+        elif tags.get("pipeline.role") == "trial":
+            assert tags["mlflow.parentRunId"] == studies[tags["comparison.variant"]].info.run_id
+        elif tags.get("pipeline.role") == "seed":
+            assert tags["mlflow.parentRunId"] == parent.info.run_id
+            seed = int(tags["comparison.seed"])
+            row = tags["comparison.variant"]
+            row += " (default)" if tags["comparison.setting"] == "default" else ""
+            assert seed not in seeds[row], "a finished seed ran again"
+            assert r.info.status == "FINISHED"
+            seeds[row][seed] = r
+    trials = [r for r in runs if r.data.tags.get("pipeline.role") == "trial"]
+    assert sorted(r.data.tags["comparison.variant"] for r in trials) == ["gan"] * 2 + ["sngan"] * 2
+    assert {v: sorted(s) for v, s in seeds.items()} == {v: [1, 2] for v in seeds}
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
+    )
+    for variant in ("gan", "sngan"):
+        study = optuna.load_study(study_name=f"tiny-{variant}", storage=storage)
+        assert len(study.trials) == 2
+        # the seeds re-train the study's best setting; the defaults, the file's own
+        setting = json.dumps(study.best_trial.params, sort_keys=True)
+        assert {r.data.tags["comparison.setting"] for r in seeds[variant].values()} == {setting}
+        lr = study.best_trial.params["optimizer.critic.lr"]
+        assert {r.data.params["optimizer.critic.lr"] for r in seeds[variant].values()} == {str(lr)}
+        defaults = seeds[f"{variant} (default)"].values()
+        assert {r.data.params["optimizer.critic.lr"] for r in defaults} == {"0.0002"}
+
+    # the report's table, read back: mean ± s.e. recomputed from the seed runs' metrics
+    report = (folder / "report.md").read_text()
+    table = parse_table(report, "ring8")
+    assert set(table) == set(seeds) | {"*PacGAN4* (reference)"}
+    data = json.loads((folder / "report.json").read_text())
+    for variant in seeds:
+        row = table[variant]
+        for i, metric in enumerate(METRICS):
+            values = np.array([seeds[variant][s].data.metrics[metric] for s in (1, 2)])
+            mean = values.mean()
+            se = values.std(ddof=1) / math.sqrt(len(values))
+            shown_mean, shown_se = parse_cell(row[i])
+            # the table shows 4 and 2 significant digits
+            assert shown_mean == pytest.approx(mean, rel=5e-4, abs=1e-12)
+            assert shown_se == pytest.approx(se, rel=5e-2, abs=1e-12)
+            (entry,) = [v for v in data["variants"] if v["name"] == variant]
+            assert entry["stats"][metric] == pytest.approx([mean, se], rel=1e-12, abs=1e-15)
+        assert row[len(METRICS)] == "2"  # seeds
+        assert row[len(METRICS) + 1] == ("—" if "default" in variant else "2/0/0")  # trials
+    assert table["*PacGAN4* (reference)"][:3] == ["—", "0.07", "7.8"]
+    # the w1 values differ between seeds here, so the s.e. check above is not of zeros
+    assert seeds["gan"][1].data.metrics["w1"] != seeds["gan"][2].data.metrics["w1"]
+    for name in ("metrics_over_seeds.png", "best_so_far.png", "samples_gan.png"):
+        assert (folder / name).stat().st_size > 1000
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/report.md" in logged and "report/best_so_far.png" in logged
+
+    # --report-only rebuilds the same table from the stores, running nothing
+    n_runs = len(runs)
+    (folder / "report.md").unlink()
+    result = CliRunner().invoke(
+        main,
+        [
+            "compare",
+            str(tmp_path / "tiny.yaml"),
+            "--report-only",
+            "--out",
+            str(tmp_path / "out"),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/mlflow.db",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert parse_table((folder / "report.md").read_text(), "ring8") == table
+    assert len(client.search_runs([exp.experiment_id], max_results=1000)) == n_runs
+
+    # `pipeline best` finds the comparison as it finds a study: each variant's best trial
+    result = CliRunner().invoke(
+        main, ["best", "tiny", "--json", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    )
+    assert result.exit_code == 0, result.output
+    best = json.loads(result.stdout)
+    assert best["comparison"] == "tiny" and set(best["variants"]) == {"gan", "sngan"}
+    for variant in ("gan", "sngan"):
+        study = optuna.load_study(study_name=f"tiny-{variant}", storage=storage)
+        assert best["variants"][variant]["best_params"] == study.best_trial.params
+        assert best["variants"][variant]["parent_run_id"] == studies[variant].info.run_id
+
+    # `pipeline ui` finds it by comparison or study name, in the model-training view, with
+    # the objective and key metrics as columns of its runs table
+    assert experiment_to_open(client, "tiny") == exp.experiment_id
+    assert experiment_to_open(client, "tiny-sngan") == exp.experiment_id
+    assert experiment_to_open(client, "nothing-of-that-name") is None
+    path = open_as_model_training(client, exp.experiment_id)
+    assert path.startswith(f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning")
+    key = path.rsplit("viewStateShareKey=", 1)[1]
+    view = json.loads(
+        client.get_experiment(exp.experiment_id).tags[f"mlflow.sharedViewState.{key}"]
+    )
+    assert view["orderByKey"] == "metrics.`w1`"  # the studies' objective
+    for metric in METRICS:
+        assert f"metrics.`{metric}`" in view["selectedColumns"]
+    assert "tags.`comparison.variant`" in view["selectedColumns"]
+    assert view["runsExpanded"] == {parent.info.run_id: True}
+
+    # a changed file is refused, naming the field, and runs nothing
+    changed = comparison_file(tmp_path, budget={"trials": 3})
+    with pytest.raises(ConfigError, match="budget differ"):
+        runner(tmp_path, StopAt(), changed).run(tmp_path / "out")
+    assert len(client.search_runs([exp.experiment_id], max_results=1000)) == n_runs
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"seeds": 0}, "seeds"),
+        ({"budget": {}}, "budget"),
+        ({"variants": {"bad": {"loss.name": "nope"}}}, "variants.bad.loss.name"),
+        ({"metrics": ["fid"]}, "metrics"),
+        ({"base": "missing.yaml"}, "base"),
+    ],
+)
+def test_bad_comparison_file_names_the_field(tmp_path, change, field):
+    path = comparison_file(tmp_path, **change)
+    result = CliRunner().invoke(
+        main, ["compare", str(path), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {field}:"), result.output
+    assert not (tmp_path / "mlflow.db").exists()  # refused before anything was created
+
+
+def test_bootstrap_best_so_far_by_hand():
+    # one resample of a 3-trial pool: each curve is a running minimum of draws from it
+    curves = bootstrap_best_so_far([3.0, None, 1.0], maximize=False, resamples=50)
+    assert curves.shape == (50, 3)
+    finite = curves[~np.isnan(curves)]
+    assert set(np.unique(finite)) <= {1.0, 3.0}
+    assert (np.diff(np.nan_to_num(curves, nan=1e9), axis=1) <= 0).all()
+    assert mean_se([1.0, 3.0]) == (2.0, 1.0)  # s.d. √2, /√2
+
+
+def test_objective_agreement_by_hand():
+    rows = [{"w1": w, "modes": 5 - w, "reverse_kl": w * w, "hq": 0.5} for w in (1.0, 2.0, 3.0, 4.0)]
+    rows[0]["modes"], rows[1]["modes"] = 3.0, 4.0  # modes ranks 2,1,3,4 reversed: 3,4,2,1
+    rho = objective_agreement(rows, "w1", ["modes", "reverse_kl", "hq", "w1"])
+    # Spearman: 1 - 6 Σd² / (n(n²-1)); modes ranks (3,4,2,1) vs (1,2,3,4): Σd² = 4+4+1+9 = 18
+    assert rho["modes"] == pytest.approx(1 - 6 * 18 / (4 * 15))
+    assert rho["reverse_kl"] == pytest.approx(1.0)
+    assert math.isnan(rho["hq"]) and math.isnan(rho["w1"])  # a constant; the objective itself
+    assert math.isnan(objective_agreement(rows[:2], "w1", ["modes"])["modes"])  # < 3 trials
+
+
+#: the comparison files shipped in experiments/
+SHIPPED = sorted(
+    p.name for p in EXPERIMENTS.glob("*.yaml") if "variants" in yaml.safe_load(p.read_text())
+)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_comparison_files_load(name):
+    from pipeline.compare_file import check_variants
+
+    assert len(SHIPPED) >= 2
+    comparison = load_comparison(EXPERIMENTS / name)
+    experiments = check_variants(comparison)
+    assert set(experiments) == {"gan", "wgan_clip", "wgan_gp", "sngan"}
+    constraints = {v: e.plugins["constraint"].info.name for v, e in experiments.items()}
+    assert constraints == {
+        "gan": "none",
+        "wgan_clip": "weight_clipping",
+        "wgan_gp": "gradient_penalty",
+        "sngan": "spectral_norm",
+    }
+    for exp in experiments.values():  # PacGAN's generator and 3×200 critic
+        model = exp.resolved["model"]
+        assert (model["g_width"], model["g_depth"], model["g_batch_norm"]) == (400, 4, True)
+        assert (model["d_width"], model["d_depth"]) == (200, 3)
+    assert {r.name for r in comparison.spec.references} >= {"VEEGAN", "PacGAN4"}
