@@ -128,13 +128,28 @@ class TrackingSettings:
         return Path(loc).resolve().as_uri()
 
 
+#: tracking URIs whose store this process has opened (MLflow caches it per URI)
+_opened: set[str] = set()
+
+
 def client_for(settings: TrackingSettings):
     """An ``MlflowClient`` on the configured store (imports MLflow lazily: it is slow),
-    with the bounded HTTP retries of :func:`apply_http_settings`."""
+    with the bounded HTTP retries of :func:`apply_http_settings`.
+
+    The first client of a process opens the store under the store's own lock
+    (:func:`pipeline.store_lock.store_lock`): opening a new SQL store creates MLflow's
+    schema, and two processes doing that at once fail (``table runs already exists``)."""
     from mlflow.tracking import MlflowClient
 
     apply_http_settings(settings)
-    return MlflowClient(tracking_uri=settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    if settings.tracking_uri not in _opened:
+        from pipeline.store_lock import store_lock
+
+        with store_lock(settings.tracking_uri, "tracking"):
+            _ = client._tracking_client.store  # MLflow builds (and caches) it once per URI
+        _opened.add(settings.tracking_uri)
+    return client
 
 
 def ensure_experiment(client, name: str, settings: TrackingSettings) -> str:
