@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from pipeline.cli_options import override_option, with_tracking_options
+from pipeline.cli_options import override_option, with_tracking_options, with_worker_options
 from pipeline.errors import PipelineError
 from pipeline.tune_factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, SAMPLERS
 from pipeline.urls import mask_url
@@ -212,6 +212,7 @@ def _load_resume(source: str, tracking) -> dict:
     show_default=True,
     help="Trials run at once in this process (threads).",
 )
+@with_worker_options
 @with_tracking_options
 def tune(
     experiment_file,
@@ -225,12 +226,16 @@ def tune(
     seed,
     device,
     n_jobs,
+    workers,
+    gpus,
+    worker_index,
     tracking_flags,
 ) -> None:
     """Search the experiment's `tune:` space with Optuna; every trial is an MLflow run.
 
     Run it again with the same study name to go on with the same study; run it in
-    several shells (or machines, with a shared --storage) to add workers.
+    several shells (or machines, with a shared --storage), or with --workers N, to add
+    workers (docs/scaling.md).
     """
     from pipeline.registry import default_registry
     from pipeline.tune import TuneOptions, Tuner
@@ -249,20 +254,33 @@ def tune(
         device=device,
         n_jobs=n_jobs,
     )
+
+    def echo(text: str) -> None:
+        prefix = "" if worker_index is None else f"[worker {worker_index}] "
+        click.echo("\n".join(prefix + line for line in text.splitlines()))
+
     tuner = Tuner(
         experiment_file,
         overrides,
         options,
         registry=default_registry(),
         tracking=tracking,
-        echo=click.echo,
+        echo=echo,
     )
+    if workers != 1 or gpus is not None:
+        from pipeline.tune_workers import tune_in_workers
+
+        code = tune_in_workers(click.get_current_context(), tuner, workers, gpus, echo)
+        if code == 0:
+            click.echo(f"browse with: pipeline ui {tuner.experiment_name}")
+        sys.exit(code)
     try:
         tuner.run()
     except KeyboardInterrupt:
         click.echo("interrupted: the study keeps every finished trial", err=True)
         sys.exit(130)
-    click.echo(f"browse with: pipeline ui {tuner.experiment_name}")
+    if worker_index is None:
+        click.echo(f"browse with: pipeline ui {tuner.experiment_name}")
 
 
 @main.command()
