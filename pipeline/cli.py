@@ -377,21 +377,12 @@ def ui(name, port, host, no_browser, tracking_flags) -> None:
     """Start the MLflow UI on the configured store, opened on an experiment's runs.
 
     NAME is the experiment (or study) to open; default: the most recently active one.
+    The server it starts can be the study's tracking server for workers on other
+    machines (--host; docs/scaling.md); with an http:// tracking URI it opens that server.
     """
-    from pipeline.tracking import client_for
-    from pipeline.ui_server import experiment_to_open, serve
+    from pipeline.ui_server import run_ui
 
-    tracking = tracking_flags.load()
-    url = f"http://{host}:{port}/"
-    experiment_id = experiment_to_open(client_for(tracking), name or tracking.experiment_name)
-    if experiment_id is not None:
-        url += f"#/experiments/{experiment_id}/runs"
-    elif name:
-        raise PipelineError(
-            f"no MLflow experiment named {name!r} in {mask_url(tracking.tracking_uri)}"
-        )
-    click.echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}; Ctrl-C to stop)")
-    sys.exit(serve(tracking, host, port, open_url=None if no_browser else url))
+    sys.exit(run_ui(tracking_flags.load(), name, host, port, not no_browser, click.echo))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -120,6 +120,22 @@ class TrackingSettings:
             unsent_dir=str(data.get("unsent_dir", DEFAULT_UNSENT_DIR)),
         )
 
+    def serves_artifacts(self) -> bool:
+        """True for a tracking server (``http(s)://``) with no ``artifact_location`` of
+        ours: the server picks each new experiment's artifact location (with ``mlflow
+        server``'s default ``--serve-artifacts``, ``mlflow-artifacts:/`` — uploads go through
+        the server to its ``--artifacts-destination``, so workers need no shared disk)."""
+        return (
+            self.tracking_uri.startswith(("http://", "https://"))
+            and self.artifact_location == DEFAULT_ARTIFACT_LOCATION
+        )
+
+    def experiment_artifact_location(self, experiment_name: str) -> str | None:
+        """Where a new experiment keeps its artifacts; None: the server decides."""
+        if self.serves_artifacts():
+            return None
+        return self.artifact_uri() + "/" + experiment_name
+
     def artifact_uri(self) -> str:
         """The artifact root as a URI (a relative folder is taken from the current directory)."""
         loc = self.artifact_location
@@ -161,7 +177,7 @@ def ensure_experiment(client, name: str, settings: TrackingSettings) -> str:
         return found.experiment_id
     try:
         return client.create_experiment(
-            name, artifact_location=settings.artifact_uri() + "/" + name
+            name, artifact_location=settings.experiment_artifact_location(name)
         )
     except MlflowException:  # another worker created it first
         found = client.get_experiment_by_name(name)

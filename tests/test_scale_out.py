@@ -195,3 +195,80 @@ def test_workers_starting_at_once_on_the_default_journal_file(tmp_path):
         return optuna.storages.JournalStorage(backend)
 
     race(tmp_path, lambda r, store: None, open_storage, n_rounds=2)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_log_through_a_tracking_server_on_postgresql(tmp_path):
+    """`pipeline ui` serves a PostgreSQL MLflow backend with an artifact root (mlflow.yaml);
+    `pipeline tune --workers 2` logs through it (http://) to a PostgreSQL Optuna storage:
+    one parent FINISHED, two children, artifacts uploaded through the server into the
+    root (no shared disk needed), and the server runs one uvicorn worker, no job runner."""
+    import signal
+    import urllib.request
+
+    from tests.test_secrets import argv_of_children
+
+    with fresh_database("srv_mlflow") as mlflow_db, fresh_database("srv_optuna") as optuna_db:
+        server_dir, worker_dir = tmp_path / "server", tmp_path / "worker"
+        server_dir.mkdir()
+        worker_dir.mkdir()
+        root = tmp_path / "artifact-root"
+        (server_dir / "mlflow.yaml").write_text(
+            f"tracking_uri: postgresql://postgres@127.0.0.1:5432/{mlflow_db}\n"
+            f"artifact_location: {root}\n"
+        )
+        port = _free_port()
+        exe = os.path.join(os.path.dirname(sys.executable), "pipeline")
+        ui = subprocess.Popen(
+            [exe, "ui", "--no-browser", "--port", str(port)],
+            cwd=server_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert ui.poll() is None and time.monotonic() < deadline, "server did not start"
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+                        break
+                except OSError:
+                    time.sleep(0.5)
+            children = list(argv_of_children(ui.pid).values())
+            assert [a for a in children if " uvicorn " in f" {a} "], children
+            assert " --workers 1" in next(a for a in children if " mlflow server " in a)
+            assert not [a for a in children if "huey" in a], children
+            args = tune_args(
+                worker_dir, "served", f"postgresql://postgres@127.0.0.1:5432/{optuna_db}", 2
+            )
+            args[args.index("--tracking-uri") + 1] = f"http://127.0.0.1:{port}"
+            tune = subprocess.run(
+                [exe, *args, "--workers", "2"],
+                cwd=worker_dir,
+                env=dict(os.environ, OMP_NUM_THREADS="1"),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert tune.returncode == 0, tune.stdout + tune.stderr
+            client = MlflowClient(f"http://127.0.0.1:{port}")
+            experiment = client.get_experiment_by_name("wgan_gp_grid25")
+            assert experiment.artifact_location.startswith("mlflow-artifacts:/")
+            runs = client.search_runs([experiment.experiment_id])
+            parents = [r for r in runs if r.data.tags.get("pipeline.role") == "study"]
+            assert [p.info.status for p in parents] == ["FINISHED"]
+            assert len(runs) == 3
+            table = root / experiment.experiment_id / parents[0].info.run_id / "artifacts"
+            assert (table / "trials.csv").is_file()
+        finally:
+            ui.send_signal(signal.SIGTERM)
+            ui.communicate(timeout=60)
