@@ -6,9 +6,10 @@ process start time: :class:`pipeline.dead_trials.Worker`) in the study's system 
 :data:`WORKERS_ATTR` when it joins and removes itself when it leaves, always under the
 store's lock (:func:`pipeline.store_lock.store_lock`), so a join and a leave never
 interleave. Entries whose process is gone on this host (``kill -9``, the OOM killer) are
-dropped by whoever next joins or leaves. An entry of a dead process on *another* host
-cannot be judged by pid: it stays until a worker on that host joins or leaves, and the
-parent stays RUNNING until then (see docs/scaling.md).
+dropped by whoever next joins or leaves. A dead process on *another* host cannot be judged
+by pid: it is dropped when its running trial is found dead (Optuna's heartbeat on RDB
+storages, :mod:`pipeline.dead_trials`); one that died between two trials, or on a storage
+without heartbeats, stays, and the parent stays RUNNING (see docs/scaling.md).
 
 Call these only while holding the study's store lock.
 """
@@ -52,6 +53,12 @@ def leave(study, me: Worker | None = None) -> bool:
     others = _alive_others(study, me)
     _write(study, others)
     return not others
+
+
+def forget(study, dead: Worker) -> None:
+    """Drop ``dead`` (a worker whose trial was found dead: by pid, or on another host by
+    Optuna's heartbeat) from the list, so the parent can end without it."""
+    _write(study, [w for w in _read(study) if w != dead])
 
 
 def workers(study) -> list[Worker]:

@@ -112,7 +112,9 @@ class Tuner:
         )
         self._lock = threading.Lock()
         self.parent: RunTracker | None = None
-        self.retry_dead = dead_trials.RetryDeadTrial(tracking, echo)
+        self.retry_dead = dead_trials.RetryDeadTrial(
+            tracking, echo, on_dead_worker=self._forget_worker
+        )
 
     # -- study and parent run --------------------------------------------------------
     def open_study(self):
@@ -204,6 +206,13 @@ class Tuner:
             path.write_text(yaml.safe_dump(self.space.spec.model_dump(), sort_keys=False))
             parent.log_artifact(path)
         return parent
+
+    def _forget_worker(self, study, worker) -> None:
+        from pipeline import study_workers
+        from pipeline.store_lock import store_lock
+
+        with store_lock(self.storage_url, "study"):
+            study_workers.forget(study, worker)
 
     def leave_study(self, study, status: str, wall: float) -> bool:
         """Unregister this worker; the last one to leave gives the best trial its figures,

@@ -272,3 +272,43 @@ def test_two_workers_log_through_a_tracking_server_on_postgresql(tmp_path):
         finally:
             ui.send_signal(signal.SIGTERM)
             ui.communicate(timeout=60)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_dead_worker_on_another_host_leaves_the_worker_list(tmp_path):
+    """Its pid means nothing here, but Optuna's heartbeat finds its trial dead: the same
+    callback that retries the trial drops the worker, so the last live worker can end the
+    parent run; a live worker of this host stays."""
+    import socket
+
+    from pipeline import study_workers
+    from pipeline.dead_trials import RetryDeadTrial, Worker, fail_dead_trials
+
+    with fresh_database("dead_remote") as name:
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        with pytest.warns(optuna.exceptions.ExperimentalWarning):
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=2)
+        study = optuna.create_study(study_name="remote", storage=storage)
+        here = Worker.current()
+        remote = Worker(socket.gethostname() + "-b", here.machine, 12345, 1)
+        study_workers.join(study, remote)
+        study_workers.join(study, here)
+        assert study_workers.workers(study) == [remote, here]
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("worker", remote.as_attr())
+        storage.record_heartbeat(trial._trial_id)
+        forgotten = []
+
+        def forget(s, worker):
+            forgotten.append(worker)
+            study_workers.forget(s, worker)
+
+        callback = RetryDeadTrial(None, on_dead_worker=forget)
+        assert fail_dead_trials(study, callback) == []  # heartbeat fresh: alive
+        assert study_workers.workers(study) == [remote, here]
+        time.sleep(3.5)
+        assert fail_dead_trials(study, callback) == [0]
+        assert forgotten == [remote]
+        assert study_workers.workers(study) == [here]
+        assert study_workers.leave(study, here) is True  # the last one
