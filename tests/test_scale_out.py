@@ -227,9 +227,13 @@ def test_two_workers_log_through_a_tracking_server_on_postgresql(tmp_path):
         )
         port = _free_port()
         exe = os.path.join(os.path.dirname(sys.executable), "pipeline")
+        # mlflow.set_tracking_uri (an earlier test's generator logging) exports
+        # MLFLOW_TRACKING_URI, which beats mlflow.yaml: the server must read the file
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         ui = subprocess.Popen(
             [exe, "ui", "--no-browser", "--port", str(port)],
             cwd=server_dir,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -254,7 +258,7 @@ def test_two_workers_log_through_a_tracking_server_on_postgresql(tmp_path):
             tune = subprocess.run(
                 [exe, *args, "--workers", "2"],
                 cwd=worker_dir,
-                env=dict(os.environ, OMP_NUM_THREADS="1"),
+                env=dict(env, OMP_NUM_THREADS="1"),
                 capture_output=True,
                 text=True,
                 timeout=300,
@@ -269,6 +273,9 @@ def test_two_workers_log_through_a_tracking_server_on_postgresql(tmp_path):
             assert len(runs) == 3
             table = root / experiment.experiment_id / parents[0].info.run_id / "artifacts"
             assert (table / "trials.csv").is_file()
+            # the server's backend is the PostgreSQL database mlflow.yaml names
+            backend = MlflowClient(f"postgresql://postgres@127.0.0.1:5432/{mlflow_db}")
+            assert backend.get_run(parents[0].info.run_id).info.status == "FINISHED"
         finally:
             ui.send_signal(signal.SIGTERM)
             ui.communicate(timeout=60)
