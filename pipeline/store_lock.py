@@ -31,7 +31,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 #: Seconds a Redis lock outlives a holder that stopped extending it (died); the holder
-#: extends it every third of that. 30 s: Optuna's own heartbeat grace period's order.
+#: extends it every third of that (the single-instance ``SET key token NX PX ttl`` lock of
+#: the Redis manual's "Distributed locks" page, which redis-py's ``Lock`` implements, with
+#: its ``extend``). 30 s: the grace period after which :mod:`pipeline.dead_trials` takes a
+#: silent worker for dead (``GRACE_PERIOD_S``).
 REDIS_LOCK_TTL_S = 30
 #: Seconds to wait for any store lock before giving up with an error: the longest thing
 #: done under it (the last worker logging the study's plots) takes seconds, not minutes.

@@ -6,11 +6,13 @@ workers started by hand in N shells or on N machines would. This invocation only
 
 - splits ``--n-trials`` across the workers (its trials: ``n // N`` each, the remainder to
   the first ones; Optuna's ``MaxTrialsCallback`` would count the whole study's trials);
-- gives worker ``i`` the seed ``seed + i`` (one seed in N processes would sample the same
-  parameters N times);
+- gives worker ``i`` the seed ``seed + i``: each process builds its own sampler, and
+  samplers seeded alike draw alike (Optuna's FAQ on reproducible results: a seeded sampler
+  repeats its draws), so one seed in N processes would sample the same parameters N times;
 - sets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` to ``cores // N`` per worker (unless the
   user set them), so N workers on N cores do not each start a thread per core and fight
-  (torch reads them for ``torch.get_num_threads()``);
+  (torch reads them for ``torch.get_num_threads()``; PyTorch's CPU threading notes
+  recommend intra-op threads × processes ≤ cores to avoid oversubscription);
 - with CUDA, puts worker ``i`` on GPU ``gpus[i mod len(gpus)]`` (``--gpus 0,1``; default:
   every visible GPU), as ``--device cuda:K``; several workers may share one GPU;
 - forwards Ctrl-C and SIGTERM to every worker (as SIGINT: a worker stops at the next step
