@@ -11,8 +11,8 @@ on: each trial's child run with its full record). Arms:
   arm unless ``--trials-one`` says otherwise (on a GPU at K = 128);
 - ``population_K`` for each K of ``--population``: ``PopulationTuner`` with K slots,
   ``--fill`` × K trials (so the population is full for most of the run);
-- ``workers_N`` (``--workers N``): ``pipeline tune --workers N`` where this branch has it
-  (``TuneOptions.workers``); otherwise the arm is reported as skipped, with the reason.
+- ``workers_N`` (``--workers N``): ``pipeline tune --workers N`` through the CLI, tracked
+  (skipped, with the reason, when ``--tracking`` is off: the CLI always tracks).
 
 Trials per hour = trials / wall seconds × 3600. Rounds interleave the arms (the order
 rotates each round); the result is the median over rounds of each arm's trials/hour and
@@ -29,6 +29,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,9 +66,8 @@ def tune_arm(arm: str, trials: int, args: argparse.Namespace) -> float:
             tracking = TrackingSettings(
                 tracking_uri=f"sqlite:///{tmp}/mlflow.db", artifact_location=f"{tmp}/artifacts"
             )
-        extra = {}
         if arm.startswith("workers_"):
-            extra["workers"] = int(arm.split("_")[1])
+            return workers_arm(int(arm.split("_")[1]), trials, args, Path(tmp))
         options = TuneOptions(
             n_trials=trials,
             storage=f"{tmp}/optuna.journal",
@@ -74,7 +75,6 @@ def tune_arm(arm: str, trials: int, args: argparse.Namespace) -> float:
             sampler="random",
             pruner="none",
             device=args.device,
-            **extra,
         )
         tuner = Tuner(
             EXPERIMENT,
@@ -92,6 +92,25 @@ def tune_arm(arm: str, trials: int, args: argparse.Namespace) -> float:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         return time.perf_counter() - start
+
+
+def workers_arm(workers: int, trials: int, args: argparse.Namespace, tmp: Path) -> float:
+    """Wall seconds of ``pipeline tune --workers N`` on the same study and budget, in its own
+    processes (tracked into ``tmp``; each worker gets cores // N threads)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "pipeline")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    command = [exe, "tune", str(EXPERIMENT), "--workers", str(workers)]
+    command += ["--n-trials", str(trials), "--sampler", "random", "--seed", "0"]
+    command += ["--pruner", "none", "--device", args.device]
+    command += ["--storage", str(tmp / "optuna.journal")]
+    for o in overrides(args.steps, args.width):
+        command += ["-o", o]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -131,10 +150,10 @@ def main() -> None:
     arms = {"one": trials_one} | population_trials
     skipped: dict[str, str] = {}
     if args.workers:
-        if "workers" in TuneOptions.__dataclass_fields__:
+        if args.tracking:
             arms[f"workers_{args.workers}"] = trials_one
-        else:
-            skipped[f"workers_{args.workers}"] = "--workers is not on this branch (issue 9)"
+        else:  # the CLI's workers always track
+            skipped[f"workers_{args.workers}"] = "--workers always tracks (--tracking off here)"
     rates: dict[str, list[float]] = {arm: [] for arm in arms}
     names = list(arms)
     for r in range(args.rounds):

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from pipeline.cli_options import override_option, with_tracking_options
+from pipeline.cli_options import override_option, with_tracking_options, with_worker_options
 from pipeline.errors import PipelineError
 from pipeline.tune_factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, SAMPLERS
 from pipeline.urls import mask_url
@@ -219,6 +219,7 @@ def _load_resume(source: str, tracking) -> dict:
     default=None,
     help="Train this many trials at once as one vectorised model (mlp nets; see README).",
 )
+@with_worker_options
 @with_tracking_options
 def tune(
     experiment_file,
@@ -233,18 +234,24 @@ def tune(
     device,
     n_jobs,
     population,
+    workers,
+    gpus,
+    worker_index,
     tracking_flags,
 ) -> None:
     """Search the experiment's `tune:` space with Optuna; every trial is an MLflow run.
 
     Run it again with the same study name to go on with the same study; run it in
-    several shells (or machines, with a shared --storage) to add workers.
+    several shells (or machines, with a shared --storage), or with --workers N, to add
+    workers (docs/scaling.md).
     """
     from pipeline.registry import default_registry
     from pipeline.tune import TuneOptions, Tuner
 
     if n_trials is None and timeout is None:
         n_trials = 20
+    if population is not None and (workers != 1 or gpus is not None):
+        raise PipelineError("--population runs in one process: not with --workers or --gpus")
     tracking = tracking_flags.load()
     options = TuneOptions(
         n_trials=n_trials,
@@ -257,24 +264,37 @@ def tune(
         device=device,
         n_jobs=n_jobs,
     )
+
+    def echo(text: str) -> None:
+        prefix = "" if worker_index is None else f"[worker {worker_index}] "
+        click.echo("\n".join(prefix + line for line in text.splitlines()))
+
     tuner = Tuner(
         experiment_file,
         overrides,
         options,
         registry=default_registry(),
         tracking=tracking,
-        echo=click.echo,
+        echo=echo,
     )
     if population is not None:
         from pipeline.population.tune import PopulationTuner
 
         runner = PopulationTuner(tuner, population)
+    if workers != 1 or gpus is not None:
+        from pipeline.tune_workers import tune_in_workers
+
+        code = tune_in_workers(click.get_current_context(), tuner, workers, gpus, echo)
+        if code == 0:
+            click.echo(f"browse with: pipeline ui {tuner.experiment_name}")
+        sys.exit(code)
     try:
         (runner if population is not None else tuner).run()
     except KeyboardInterrupt:
         click.echo("interrupted: the study keeps every finished trial", err=True)
         sys.exit(130)
-    click.echo(f"browse with: pipeline ui {tuner.experiment_name}")
+    if worker_index is None:
+        click.echo(f"browse with: pipeline ui {tuner.experiment_name}")
 
 
 @main.command()
@@ -381,23 +401,13 @@ def ui(name, port, host, no_browser, tracking_flags) -> None:
     """Start the MLflow UI on the configured store, opened on an experiment's runs.
 
     NAME is the experiment (or study, or comparison) to open; default: the most recently
-    active one. It opens in the UI's model-training view.
+    active one. It opens in the UI's model-training view. The server it starts can be the
+    study's tracking server for workers on other machines (--host; docs/scaling.md); with
+    an http:// tracking URI it opens that server.
     """
-    from pipeline.tracking import client_for
-    from pipeline.ui_server import experiment_to_open, open_as_model_training, serve
+    from pipeline.ui_server import run_ui
 
-    tracking = tracking_flags.load()
-    url = f"http://{host}:{port}/"
-    client = client_for(tracking)
-    experiment_id = experiment_to_open(client, name or tracking.experiment_name)
-    if experiment_id is not None:
-        url += open_as_model_training(client, experiment_id)
-    elif name:
-        raise PipelineError(
-            f"no MLflow experiment named {name!r} in {mask_url(tracking.tracking_uri)}"
-        )
-    click.echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}; Ctrl-C to stop)")
-    sys.exit(serve(tracking, host, port, open_url=None if no_browser else url))
+    sys.exit(run_ui(tracking_flags.load(), name, host, port, not no_browser, click.echo))
 
 
 from pipeline.compare_cli import compare  # noqa: E402  (its own module: pipeline compare)

@@ -77,3 +77,32 @@ def with_tracking_options(f: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(tracking_options):
         command = option(command)
     return command
+
+
+#: ``pipeline tune --workers N --gpus 0,1`` (:mod:`pipeline.tune_workers`); the hidden
+#: ``--worker-index`` marks one of the worker processes such an invocation starts
+worker_options = [
+    click.option(
+        "--workers",
+        type=int,
+        default=1,
+        show_default=True,
+        help="Worker processes on the study, started and waited for by this command; "
+        "--n-trials is split among them (see docs/scaling.md).",
+    ),
+    click.option(
+        "--gpus",
+        default=None,
+        metavar="0,1",
+        help="CUDA devices for the workers: worker i uses the (i mod count)-th "
+        "(default: every visible GPU, when the device is auto or cuda).",
+    ),
+    click.option("--worker-index", type=int, default=None, hidden=True),
+]
+
+
+def with_worker_options(f: Callable[..., None]) -> Callable[..., None]:
+    """Adds ``--workers``, ``--gpus`` and the hidden ``--worker-index``."""
+    for option in reversed(worker_options):
+        f = option(f)
+    return f

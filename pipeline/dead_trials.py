@@ -190,12 +190,15 @@ class RetryDeadTrial(RetryHeartbeatStaleTrialCallback):
         tracking: TrackingSettings | None,
         echo: Callable[[str], None] | None = None,
         max_retry: int = MAX_RETRY,
+        on_dead_worker: Callable[[optuna.Study, Worker], None] | None = None,
     ) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             super().__init__(max_retry=max_retry)
         self.tracking = tracking
         self.echo = echo or (lambda line: None)
+        #: told about the worker of each dead trial (the study's worker list drops it)
+        self.on_dead_worker = on_dead_worker
         #: numbers of the dead trials this callback handled, in order
         self.handled: list[int] = []
 
@@ -215,6 +218,9 @@ class RetryDeadTrial(RetryHeartbeatStaleTrialCallback):
         )
         self.echo(line)
         self._end_run(trial, reason, retry.number if retry is not None else None)
+        worker = Worker.from_attr(trial.user_attrs.get(WORKER_ATTR))
+        if self.on_dead_worker is not None and worker is not None:
+            self.on_dead_worker(study, worker)
 
     def _end_run(self, trial: FrozenTrial, reason: str, retry: int | None) -> None:
         run_id = trial.user_attrs.get("mlflow_run_id")

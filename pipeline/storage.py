@@ -299,7 +299,7 @@ def check_artifact_location(tracking: TrackingSettings, experiment_name: str) ->
     SQLite tracking store that does not exist yet is not opened, and the write test is an
     unnamed temporary file.
     """
-    location = tracking.artifact_uri().rstrip("/") + "/" + experiment_name
+    location = tracking.experiment_artifact_location(experiment_name) or ""
     where = f"{tracking.artifact_location!r}"
     if _store_exists(tracking.tracking_uri):
         from pipeline.tracking import client_for
@@ -320,8 +320,8 @@ def check_artifact_location(tracking: TrackingSettings, experiment_name: str) ->
         if found is not None:
             location = found.artifact_location
             where = f"{location!r} (where experiment {experiment_name!r} keeps its artifacts)"
-    path = _local_path(location)
-    if path is None:  # s3://, mlflow-artifacts:/ …: the store checks its own access
+    path = _local_path(location) if location else None
+    if path is None:  # s3://, mlflow-artifacts:/, the server's choice: the store checks it
         return
     probe = path
     while not os.path.lexists(probe) and probe != probe.parent:

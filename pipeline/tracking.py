@@ -120,6 +120,22 @@ class TrackingSettings:
             unsent_dir=str(data.get("unsent_dir", DEFAULT_UNSENT_DIR)),
         )
 
+    def serves_artifacts(self) -> bool:
+        """True for a tracking server (``http(s)://``) with no ``artifact_location`` of
+        ours: the server picks each new experiment's artifact location (with ``mlflow
+        server``'s default ``--serve-artifacts``, ``mlflow-artifacts:/`` — uploads go through
+        the server to its ``--artifacts-destination``, so workers need no shared disk)."""
+        return (
+            self.tracking_uri.startswith(("http://", "https://"))
+            and self.artifact_location == DEFAULT_ARTIFACT_LOCATION
+        )
+
+    def experiment_artifact_location(self, experiment_name: str) -> str | None:
+        """Where a new experiment keeps its artifacts; None: the server decides."""
+        if self.serves_artifacts():
+            return None
+        return self.artifact_uri() + "/" + experiment_name
+
     def artifact_uri(self) -> str:
         """The artifact root as a URI (a relative folder is taken from the current directory)."""
         loc = self.artifact_location
@@ -128,13 +144,28 @@ class TrackingSettings:
         return Path(loc).resolve().as_uri()
 
 
+#: tracking URIs whose store this process has opened (MLflow caches it per URI)
+_opened: set[str] = set()
+
+
 def client_for(settings: TrackingSettings):
     """An ``MlflowClient`` on the configured store (imports MLflow lazily: it is slow),
-    with the bounded HTTP retries of :func:`apply_http_settings`."""
+    with the bounded HTTP retries of :func:`apply_http_settings`.
+
+    The first client of a process opens the store under the store's own lock
+    (:func:`pipeline.store_lock.store_lock`): opening a new SQL store creates MLflow's
+    schema, and two processes doing that at once fail (``table runs already exists``)."""
     from mlflow.tracking import MlflowClient
 
     apply_http_settings(settings)
-    return MlflowClient(tracking_uri=settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    if settings.tracking_uri not in _opened:
+        from pipeline.store_lock import store_lock
+
+        with store_lock(settings.tracking_uri, "tracking"):
+            _ = client._tracking_client.store  # MLflow builds (and caches) it once per URI
+        _opened.add(settings.tracking_uri)
+    return client
 
 
 def ensure_experiment(client, name: str, settings: TrackingSettings) -> str:
@@ -147,7 +178,7 @@ def ensure_experiment(client, name: str, settings: TrackingSettings) -> str:
     try:
         return client.create_experiment(
             name,
-            artifact_location=settings.artifact_uri() + "/" + name,
+            artifact_location=settings.experiment_artifact_location(name),
             # the UI opens it in its model-training view, not the GenAI one
             tags={"mlflow.experimentKind": "custom_model_development"},
         )

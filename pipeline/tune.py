@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -109,11 +107,20 @@ class Tuner:
         )
         self._lock = threading.Lock()
         self.parent: RunTracker | None = None
-        self.retry_dead = dead_trials.RetryDeadTrial(tracking, echo)
+        self.retry_dead = dead_trials.RetryDeadTrial(
+            tracking, echo, on_dead_worker=self._forget_worker
+        )
 
     # -- study and parent run --------------------------------------------------------
     def open_study(self):
+        """Open (or create) the study and join it: the study, its MLflow parent run and this
+        worker's registration are created under the storage's own lock
+        (:func:`pipeline.store_lock.store_lock`), so workers starting in one instant on a
+        fresh store create the schema, the study and the parent run exactly once."""
         import optuna
+
+        from pipeline import study_workers
+        from pipeline.store_lock import store_lock
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # refuse a bad storage or artifact location before either creates anything
@@ -121,23 +128,26 @@ class Tuner:
         location.check()
         if self.tracking is not None:
             check_artifact_location(self.tracking, self.experiment_name)
-        storage, self.storage_url = location.open(), location.url
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=storage,
-            sampler=self.sampler,
-            pruner=self.pruner,
-            direction=self.space.direction,
-            load_if_exists=True,
-        )
-        if study.direction.name.lower() != self.space.direction:
-            raise ConfigError(
-                "tune.objective.direction",
-                f"study {self.study_name!r} exists with direction "
-                f"{study.direction.name.lower()}; use another --study-name",
+        self.storage_url = location.url
+        with store_lock(location.url, "study"):
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=location.open(),
+                sampler=self.sampler,
+                pruner=self.pruner,
+                direction=self.space.direction,
+                load_if_exists=True,
             )
-        self._check_same_base(study)
-        study.set_user_attr("objective_metric", self.space.metric)
+            if study.direction.name.lower() != self.space.direction:
+                raise ConfigError(
+                    "tune.objective.direction",
+                    f"study {self.study_name!r} exists with direction "
+                    f"{study.direction.name.lower()}; use another --study-name",
+                )
+            self._check_same_base(study)
+            study.set_user_attr("objective_metric", self.space.metric)
+            self.parent = self.attach_parent(study)
+            study_workers.join(study)
         return study
 
     def _check_same_base(self, study) -> None:
@@ -161,11 +171,13 @@ class Tuner:
             )
 
     def attach_parent(self, study) -> RunTracker | None:
-        """Find the study's parent run, or create it (once, even with several workers)."""
+        """The study's parent run: created if the study has none, else set RUNNING again.
+        Call it under the study's store lock (:meth:`open_study` does): the read and the
+        write of the study's parent id are then one step, whoever else starts with us."""
         if self.tracking is None:
             return None
         client = client_for(self.tracking)
-        run_id = study.user_attrs.get(PARENT_ATTR)
+        run_id = study._storage.get_study_user_attrs(study._study_id).get(PARENT_ATTR)
         if run_id:
             parent = RunTracker(client, run_id, self.tracking.tracking_uri)
             client.update_run(run_id, status="RUNNING")
@@ -183,17 +195,41 @@ class Tuner:
             },
         )
         study.set_user_attr(PARENT_ATTR, parent.run_id)
-        # another worker may have raced us: the first id written to the study wins
-        winner = _reload_user_attr(study, PARENT_ATTR)
-        if winner != parent.run_id:
-            client.delete_run(parent.run_id)
-            return RunTracker(client, winner, self.tracking.tracking_uri)
         parent.log_params({f"base.{k}": v for k, v in self.base_experiment.flat_params().items()})
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "search_space.yaml"
             path.write_text(yaml.safe_dump(self.space.spec.model_dump(), sort_keys=False))
             parent.log_artifact(path)
         return parent
+
+    def _forget_worker(self, study, worker) -> None:
+        from pipeline import study_workers
+        from pipeline.store_lock import store_lock
+
+        with store_lock(self.storage_url, "study"):
+            study_workers.forget(study, worker)
+
+    def leave_study(self, study, status: str, wall: float) -> bool:
+        """Unregister this worker; the last one to leave gives the best trial its figures,
+        logs the study's table and plots, and ends the parent run with ``status``. Returns
+        whether this worker was the last."""
+        from pipeline import study_workers
+        from pipeline.store_lock import store_lock
+
+        with store_lock(self.storage_url, "study"):
+            last = study_workers.leave(study)
+            if self.parent is None:
+                return last
+            self.parent.log_metrics([("tune_wall_time_s", wall, len(study.trials))])
+            if not last:
+                return False
+            try:
+                if status == "FINISHED":
+                    self.complete_best(study)
+                log_study_artifacts(study, self.parent, self.space)
+            finally:
+                self.parent.client.set_terminated(self.parent.run_id, status=status)
+        return True
 
     # -- one trial ---------------------------------------------------------------------
     def objective(self, trial) -> float:
@@ -318,9 +354,8 @@ class Tuner:
         from pipeline import dead_trials
 
         study = self.open_study()
-        self.parent = self.attach_parent(study)
         if self.options.n_jobs > 1:
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.options.n_jobs))
+            torch.set_num_threads(max(1, torch.get_num_threads() // self.options.n_jobs))
         self.echo(
             f"study {self.study_name!r} ({len(study.trials)} trials so far) "
             f"in {mask_url(self.storage_url)}; "
@@ -328,10 +363,10 @@ class Tuner:
             f"sampler {self.options.sampler}, pruner {self.options.pruner}"
             + (f"; MLflow parent run {self.parent.run_id}" if self.parent else "")
         )
-        dead_trials.fail_dead_trials(study, self.retry_dead)
         start = time.perf_counter()
         status = "FINISHED"
         try:
+            dead_trials.fail_dead_trials(study, self.retry_dead)
             study.optimize(
                 self.objective,
                 n_trials=self.options.n_trials,
@@ -341,24 +376,14 @@ class Tuner:
                 catch=(NonFiniteLossError, PluginRuntimeError),
                 gc_after_trial=False,
             )
-            self.complete_best(study)
         except KeyboardInterrupt:
             status = "KILLED"
             raise
+        except BaseException:
+            status = "FAILED"
+            raise
         finally:
             wall = time.perf_counter() - start
-            if self.parent is not None:
-                self.parent.log_metrics([("tune_wall_time_s", wall, len(study.trials))])
-                try:
-                    log_study_artifacts(study, self.parent, self.space)
-                finally:
-                    self.parent.client.set_terminated(self.parent.run_id, status=status)
+            self.leave_study(study, status, wall)
         self.echo(summary(study, self.space.metric, wall))
         return study
-
-
-def _reload_user_attr(study, key: str) -> Any:
-    import optuna
-
-    reloaded = optuna.load_study(study_name=study.study_name, storage=study._storage)
-    return reloaded.user_attrs.get(key)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
     from pipeline.tracking import TrackingSettings
 
+#: uvicorn workers of the server: one serves a team's UI and a study's workers (their
+#: requests are small batches); MLflow's default of 4 took ~40 s to come up on a loaded
+#: 2-core machine (issue 11), one a few seconds
+SERVER_WORKERS = 1
 #: how long ``pipeline ui`` waits for the server's ``/health`` before it gives up opening a
 #: browser (the server keeps running): a cold ``mlflow server`` (its workers started, a new
 #: SQLite store migrated) takes seconds, on a loaded machine tens of them
@@ -107,6 +112,41 @@ def runs_view(client: MlflowClient, experiment_id: str) -> dict:
     return view
 
 
+def run_ui(
+    tracking: TrackingSettings,
+    name: str | None,
+    host: str,
+    port: int,
+    browser: bool,
+    echo: Callable[[str], None],
+) -> int:
+    """``pipeline ui``: serve ``tracking``'s store (or open its server), on experiment
+    ``name``'s runs; the exit status."""
+    from pipeline.errors import PipelineError
+    from pipeline.tracking import client_for
+    from pipeline.urls import mask_url
+
+    remote = tracking.tracking_uri.startswith(("http://", "https://"))
+    url = tracking.tracking_uri.rstrip("/") + "/" if remote else f"http://{host}:{port}/"
+    client = client_for(tracking)
+    experiment_id = experiment_to_open(client, name or tracking.experiment_name)
+    if experiment_id is not None:
+        url += open_as_model_training(client, experiment_id)
+    elif name:
+        raise PipelineError(
+            f"no MLflow experiment named {name!r} in {mask_url(tracking.tracking_uri)}"
+        )
+    if remote:  # a tracking server already serves the UI
+        echo(f"MLflow UI of the tracking server: {mask_url(url)}")
+        if browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        return 0
+    echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}; Ctrl-C to stop)")
+    return serve(tracking, host, port, open_url=url if browser else None)
+
+
 def serve(tracking: TrackingSettings, host: str, port: int, *, open_url: str | None) -> int:
     """Run ``mlflow server`` on ``tracking``'s stores until it ends or is stopped.
 
@@ -114,12 +154,21 @@ def serve(tracking: TrackingSettings, host: str, port: int, *, open_url: str | N
     status, or 130 when Ctrl-C or SIGTERM stopped it (its whole process group).
     """
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
+    cmd += ["--workers", str(SERVER_WORKERS)]
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow 3's server also starts a job runner (GenAI evaluation jobs: seven processes
+    # here); nothing of ours uses it
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     # the stores go by environment (the options' envvars), not argv: a password in the
     # URI would be in every user's `ps` (/proc/PID/cmdline); a process's environment is not
     env["MLFLOW_BACKEND_STORE_URI"] = tracking.tracking_uri
-    env["MLFLOW_DEFAULT_ARTIFACT_ROOT"] = tracking.artifact_uri()
+    # artifacts are proxied (`mlflow server --serve-artifacts`, its default): experiments
+    # created through the server get ``mlflow-artifacts:/`` locations stored under our
+    # artifact root, so workers on other machines upload through the server and need no
+    # shared disk; experiments created with a path of their own keep it
+    env.pop("MLFLOW_DEFAULT_ARTIFACT_ROOT", None)
+    env["MLFLOW_ARTIFACTS_DESTINATION"] = tracking.artifact_uri()
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
 
     def stop(signum, frame):

@@ -79,3 +79,30 @@ def require_redis() -> str:
     except Exception as exc:
         _unavailable(f"Redis at {REDIS_URL}", exc)
     return REDIS_URL
+
+
+@contextmanager
+def fresh_redis_db() -> Iterator[str]:
+    """The URL of an empty Redis database (1–15) claimed for this test, flushed afterwards.
+
+    The claim is a ``SET NX`` key in a database that was empty, so two tests (or two
+    helpers' test runs) never share one."""
+    import redis
+
+    require_redis()
+    for db in range(1, 16):
+        client = redis.Redis.from_url(f"{REDIS_URL.rsplit('/', 1)[0]}/{db}")
+        claim = uuid.uuid4().hex
+        if client.dbsize() == 0 and client.set("gan-pipeline-test-claim", claim, nx=True):
+            if client.dbsize() != 1:  # someone else wrote there meanwhile: not ours
+                client.delete("gan-pipeline-test-claim")
+                client.close()
+                continue
+            try:
+                yield f"{REDIS_URL.rsplit('/', 1)[0]}/{db}"
+            finally:
+                client.flushdb()
+                client.close()
+            return
+        client.close()
+    pytest.fail("no empty Redis database (1-15) to claim")

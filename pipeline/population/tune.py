@@ -194,8 +194,7 @@ class PopulationTuner(MemberHooks):
     # -- the whole invocation ------------------------------------------------------------------
     def run(self):
         tuner = self.tuner
-        self.study = study = tuner.open_study()
-        tuner.parent = tuner.attach_parent(study)
+        self.study = study = tuner.open_study()  # joins the study: parent run, worker list
         tuner.echo(
             f"study {tuner.study_name!r} ({len(study.trials)} trials so far) "
             f"in {mask_url(tuner.storage_url)}; objective: {tuner.space.direction} "
@@ -221,13 +220,13 @@ class PopulationTuner(MemberHooks):
                     PopulationLoop(self.trainer, self).run()
                 finally:
                     self.trainer.close()
-            tuner.complete_best(study)
         except BaseException as exc:
-            status = "KILLED"
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
             self._stop_all(f"the tune stopped: {type(exc).__name__}")
             raise
         finally:
-            self._close_parent(status, time.perf_counter() - start)
+            # the last worker to leave completes the best trial and ends the parent run
+            tuner.leave_study(study, status, time.perf_counter() - start)
         tuner.echo(summary(study, tuner.space.metric, time.perf_counter() - start))
         return study
 
@@ -264,18 +263,6 @@ class PopulationTuner(MemberHooks):
         while len(first) < self.size and (item := self._next_for(key)) is not None:
             first.append(item)
         return first
-
-    def _close_parent(self, status: str, wall: float) -> None:
-        from pipeline.tune_report import log_study_artifacts
-
-        parent = self.tuner.parent
-        if parent is None:
-            return
-        parent.log_metrics([("tune_wall_time_s", wall, len(self.study.trials))])
-        try:
-            log_study_artifacts(self.study, parent, self.tuner.space)
-        finally:
-            parent.client.set_terminated(parent.run_id, status=status)
 
 
 def _structural(key: str, exp) -> bool:
