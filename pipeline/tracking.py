@@ -158,13 +158,14 @@ def client_for(settings: TrackingSettings):
     from mlflow.tracking import MlflowClient
 
     apply_http_settings(settings)
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
-    if settings.tracking_uri not in _opened:
-        from pipeline.store_lock import store_lock
+    if settings.tracking_uri in _opened:
+        return MlflowClient(tracking_uri=settings.tracking_uri)
+    from pipeline.store_lock import store_lock
 
-        with store_lock(settings.tracking_uri, "tracking"):
-            _ = client._tracking_client.store  # MLflow builds (and caches) it once per URI
-        _opened.add(settings.tracking_uri)
+    # MlflowClient() opens the store in its constructor (and MLflow caches it per URI)
+    with store_lock(settings.tracking_uri, "tracking"):
+        client = MlflowClient(tracking_uri=settings.tracking_uri)
+    _opened.add(settings.tracking_uri)
     return client
 
 
