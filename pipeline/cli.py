@@ -102,9 +102,9 @@ def train(
     state = None
     extra_tags = {}
     if resume is not None:
-        from pipeline.resume import check_resumable
+        from pipeline.resume import check_resumable, load_resume
 
-        state = _load_resume(resume, tracking)
+        state = load_resume(resume, tracking)
         check_resumable(exp, state)
         extra_tags = {"resumed_from": resume, "resumed_at_step": str(state["step"])}
     try:
@@ -135,42 +135,6 @@ def train(
         f"MLflow run {result.run_id} in {mask_url(tracking.tracking_uri)} "
         f"(experiment {tracking.experiment_name or exp.name!r}); browse with: pipeline ui"
     )
-
-
-def _load_resume(source: str, tracking) -> dict:
-    """A checkpoint from a file, or from ``runs:/<run_id>`` (its ``checkpoint/`` artifact).
-
-    Loaded with ``torch.load(weights_only=True)`` (:func:`pipeline.checkpoint.load_checkpoint`):
-    a file that is not a checkpoint is bad input naming it, and nothing in it runs.
-    """
-    import tempfile
-
-    from pipeline.checkpoint import CheckpointError, load_checkpoint
-    from pipeline.errors import ConfigError
-    from pipeline.tracking import client_for
-
-    if source.startswith("runs:/"):
-        run_id = source.removeprefix("runs:/").strip("/")
-        # one file: MLflow's "Downloading artifacts" bar would only bury the error line
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = client_for(tracking).download_artifacts(
-                    run_id, "checkpoint/checkpoint.pt", tmp
-                )
-            except Exception as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                raise ConfigError("--resume", f"no checkpoint in run {run_id}: {first}") from None
-            try:
-                return load_checkpoint(path, shown_as=f"{source} (checkpoint/checkpoint.pt)")
-            except CheckpointError as exc:
-                raise ConfigError("--resume", str(exc)) from None
-    if not os.path.isfile(source):
-        raise ConfigError("--resume", f"checkpoint {source!r} does not exist")
-    try:
-        return load_checkpoint(source)
-    except CheckpointError as exc:
-        raise ConfigError("--resume", str(exc)) from None
 
 
 @main.command()

@@ -1,12 +1,18 @@
-"""Whether a checkpoint may be resumed under an experiment (``pipeline train --resume``)."""
+"""``pipeline train --resume``: loading the checkpoint, and whether it may be resumed under
+an experiment."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Experiment
 from pipeline.config_tree import flatten
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.tracking import TrackingSettings
 
 #: keys a resumed run may change: a longer budget, another device, its own bookkeeping
 RESUMABLE_CHANGES = (
@@ -35,3 +41,36 @@ def check_resumable(exp: Experiment, state: dict[str, Any]) -> None:
             f"the checkpoint is at step {state['step']}; ask for more steps to resume "
             f"(got {exp.train.steps})",
         )
+
+
+def load_resume(source: str, tracking: TrackingSettings) -> dict[str, Any]:
+    """A checkpoint from a file, or from ``runs:/<run_id>`` (its ``checkpoint/`` artifact).
+
+    Loaded with ``torch.load(weights_only=True)`` (:func:`pipeline.checkpoint.load_checkpoint`):
+    a file that is not a checkpoint is bad input naming it, and nothing in it runs.
+    """
+    from pipeline.checkpoint import CheckpointError, load_checkpoint
+    from pipeline.tracking import client_for
+
+    if source.startswith("runs:/"):
+        run_id = source.removeprefix("runs:/").strip("/")
+        # one file: MLflow's "Downloading artifacts" bar would only bury the error line
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = client_for(tracking).download_artifacts(
+                    run_id, "checkpoint/checkpoint.pt", tmp
+                )
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise ConfigError("--resume", f"no checkpoint in run {run_id}: {first}") from None
+            try:
+                return load_checkpoint(path, shown_as=f"{source} (checkpoint/checkpoint.pt)")
+            except CheckpointError as exc:
+                raise ConfigError("--resume", str(exc)) from None
+    if not os.path.isfile(source):
+        raise ConfigError("--resume", f"checkpoint {source!r} does not exist")
+    try:
+        return load_checkpoint(source)
+    except CheckpointError as exc:
+        raise ConfigError("--resume", str(exc)) from None
