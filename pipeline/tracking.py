@@ -148,6 +148,26 @@ class TrackingSettings:
 _opened: set[str] = set()
 
 
+@contextmanager
+def fluent_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``log_model``) on ``uri`` for the block, then as before.
+
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI`` to the process and every
+    child it starts, where it beats ``mlflow.yaml`` (a ``pipeline ui`` started later from the
+    same process served the wrong store); the variable is put back as it was."""
+    from mlflow.tracking._tracking_service import utils
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with utils._use_tracking_uri(uri):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def client_for(settings: TrackingSettings):
     """An ``MlflowClient`` on the configured store (imports MLflow lazily: it is slow),
     with the bounded HTTP retries of :func:`apply_http_settings`.
@@ -331,11 +351,9 @@ class RunTracker:
 
         from pipeline import __version__
 
-        # log_model goes through MLflow's fluent API, which reads the process-wide URI
-        mlflow.set_tracking_uri(self.tracking_uri)
         # we chose pickle on purpose; MLflow's warning about it is noise to the user
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-        with self._reaching():
+        with self._reaching(), fluent_tracking_uri(self.tracking_uri):
             # create the LoggedModel in the run's experiment ourselves: given only a run
             # id, MLflow 3.17 files it under the fluent default experiment (./mlruns/0)
             experiment_id = self.client.get_run(self.run_id).info.experiment_id

@@ -16,7 +16,7 @@ from torch import nn
 from pipeline.cli import main
 from pipeline.config import load_experiment
 from pipeline.plots import animate_grids
-from pipeline.tracking import TrackingSettings
+from pipeline.tracking import TrackingSettings, fluent_tracking_uri
 from pipeline.trainer import Trainer
 from pipeline.tune import TuneOptions, Tuner
 from pipeline_plugins.constraints.gradient_penalty import gradient_penalty
@@ -160,7 +160,8 @@ def test_pipeline_train_on_digits_logs_the_image_metrics(tmp_path, monkeypatch):
     with Image.open(gif) as animation:
         assert animation.format == "GIF" and animation.n_frames == 2
     # the logged value is the metric of the logged generator's evaluation samples
-    generator = mlflow.pytorch.load_model(f"runs:/{run_id}/generator")
+    with fluent_tracking_uri(client.tracking_uri):
+        generator = mlflow.pytorch.load_model(f"runs:/{run_id}/generator")
     generator.eval()
     noise = torch.randn(200, 64, generator=torch.Generator().manual_seed(0 + 1))
     with torch.no_grad():

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import trial_record
 from pipeline.config import load_experiment
+from pipeline.tracking import fluent_tracking_uri
 from pipeline.train import run_training
 from pipeline.trial_record import (
     COMPLETED_TAG,
@@ -147,9 +149,10 @@ def test_completing_a_trial_adds_its_figures_and_generator_once(
     }
     # the logged generator is the trained one: it reproduces the last evaluation's samples
     uri = f"runs:/{run_id}/generator"
-    generator = mlflow.pytorch.load_model(uri)
+    with fluent_tracking_uri(shared_store.tracking_uri):
+        generator = mlflow.pytorch.load_model(uri)
+        noise_dim = int(mlflow.models.get_model_info(uri).metadata["noise_dim"])
     generator.eval()
-    noise_dim = int(mlflow.models.get_model_info(uri).metadata["noise_dim"])
     eval_rng = torch.Generator().manual_seed(exp.train.seed + 1)
     noise = torch.randn(exp.train.eval_samples, noise_dim, generator=eval_rng)
     with torch.no_grad():
@@ -190,3 +193,26 @@ def test_only_finished_trials_are_completed(registry, shared_store):
     assert artifacts(client, started[0], "samples") == {"samples/step_0000003.npy"}
     assert complete_trial_run(shared_store, started[0], registry) is False
     assert COMPLETED_TAG not in client.get_run(started[0]).data.tags
+
+
+@pytest.mark.parametrize("users_uri", [None, "sqlite:///somewhere-else.db"])
+def test_logging_the_generator_leaves_the_process_tracking_uri_alone(
+    tmp_path, monkeypatch, users_uri
+):
+    """``log_model`` needs MLflow's fluent URI, but ``mlflow.set_tracking_uri`` exports it to
+    the process and its children, where it beats ``mlflow.yaml``: put back as it was."""
+    from pipeline.tracking import RunTracker, TrackingSettings
+
+    if users_uri is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", users_uri)
+    settings = TrackingSettings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_location=str(tmp_path / "art")
+    )
+    tracker = RunTracker.start(settings, "generator-uri")
+    tracker.log_generator(torch.nn.Linear(2, 2), noise_dim=2)
+    assert os.environ.get("MLFLOW_TRACKING_URI") == users_uri
+    models = MlflowClient(settings.tracking_uri).search_logged_models([tracker.experiment_id])
+    assert [m.name for m in models] == ["generator"]
+    assert models[0].source_run_id == tracker.run_id

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.cli import main
 from pipeline.errors import ConfigError
-from pipeline.tracking import TrackingSettings
+from pipeline.tracking import TrackingSettings, fluent_tracking_uri
 from pipeline.tune import TuneOptions, Tuner
 from tests.conftest import EXPERIMENTS, TINY_SMALL
 
@@ -262,7 +262,8 @@ def test_best_gives_the_best_trial_of_an_interrupted_tune_its_figures_and_genera
     assert {a.path for a in client.list_artifacts(run_id, "samples")} == {
         f"samples/step_000000{s}.{ext}" for s in (2, 4) for ext in ("npy", "png")
     }
-    assert mlflow.pytorch.load_model(f"runs:/{run_id}/generator") is not None
+    with fluent_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db"):
+        assert mlflow.pytorch.load_model(f"runs:/{run_id}/generator") is not None
 
     # asked again, it only reports
     again = CliRunner().invoke(main, [*command, "--json"])
