@@ -19,7 +19,6 @@ sent is then kept on local disk (:mod:`pipeline.unsent`).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -146,26 +145,6 @@ class TrackingSettings:
 
 #: tracking URIs whose store this process has opened (MLflow caches it per URI)
 _opened: set[str] = set()
-
-
-@contextmanager
-def fluent_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent API (``log_model``) on ``uri`` for the block, then as before.
-
-    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI`` to the process and every
-    child it starts, where it beats ``mlflow.yaml`` (a ``pipeline ui`` started later from the
-    same process served the wrong store); the variable is put back as it was."""
-    from mlflow.tracking._tracking_service import utils
-
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    try:
-        with utils._use_tracking_uri(uri):
-            yield
-    finally:
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def client_for(settings: TrackingSettings):
@@ -341,37 +320,12 @@ class RunTracker:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_generator(self, generator, noise_dim: int) -> None:
-        """Log the generator as an MLflow PyTorch model named ``generator``.
+        """Log the generator as an MLflow PyTorch model named ``generator``
+        (:func:`pipeline.generator_model.log_generator_model`)."""
+        from pipeline.generator_model import log_generator_model
 
-        ``pickle`` serialization (the ``pt2`` default needs an input example and an export)
-        and explicit pip requirements: inferring them took 10 s per call here.
-        """
-        import mlflow.pytorch
-        import torch
-
-        from pipeline import __version__
-
-        # we chose pickle on purpose; MLflow's warning about it is noise to the user
-        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-        with self._reaching(), fluent_tracking_uri(self.tracking_uri):
-            # create the LoggedModel in the run's experiment ourselves: given only a run
-            # id, MLflow 3.17 files it under the fluent default experiment (./mlruns/0)
-            experiment_id = self.client.get_run(self.run_id).info.experiment_id
-            logged = self.client.create_logged_model(
-                experiment_id, name="generator", source_run_id=self.run_id, model_type="generator"
-            )
-            mlflow.pytorch.log_model(
-                generator,
-                name="generator",
-                run_id=self.run_id,
-                model_id=logged.model_id,
-                serialization_format="pickle",
-                pip_requirements=[
-                    f"torch=={torch.__version__.split('+')[0]}",
-                    f"gan-pipeline=={__version__}",
-                ],
-                metadata={"noise_dim": noise_dim},
-            )
+        with self._reaching():
+            log_generator_model(self.client, self.run_id, self.tracking_uri, generator, noise_dim)
 
     def finish(self, status: str, reason: str | None = None) -> None:
         """End the run as FINISHED, FAILED or KILLED (with the reason as a tag)."""

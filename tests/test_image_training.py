@@ -15,8 +15,9 @@ from torch import nn
 
 from pipeline.cli import main
 from pipeline.config import load_experiment
+from pipeline.generator_model import fluent_tracking_uri
 from pipeline.plots import animate_grids
-from pipeline.tracking import TrackingSettings, fluent_tracking_uri
+from pipeline.tracking import TrackingSettings
 from pipeline.trainer import Trainer
 from pipeline.tune import TuneOptions, Tuner
 from pipeline_plugins.constraints.gradient_penalty import gradient_penalty

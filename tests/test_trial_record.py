@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import trial_record
 from pipeline.config import load_experiment
-from pipeline.tracking import fluent_tracking_uri
+from pipeline.generator_model import fluent_tracking_uri
 from pipeline.train import run_training
 from pipeline.trial_record import (
     COMPLETED_TAG,

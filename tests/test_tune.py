@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.cli import main
 from pipeline.errors import ConfigError
-from pipeline.tracking import TrackingSettings, fluent_tracking_uri
+from pipeline.generator_model import fluent_tracking_uri
+from pipeline.tracking import TrackingSettings
 from pipeline.tune import TuneOptions, Tuner
 from tests.conftest import EXPERIMENTS, TINY_SMALL
 
