@@ -62,6 +62,19 @@ class TrainResult:
     history: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
 
 
+def check_finite(table: np.ndarray, steps: list[int]) -> None:
+    """Stop on the first non-finite per-step value (``table[r, c]`` is ``STEP_KEYS[c]`` at
+    generator step ``steps[r]``) instead of training on garbage."""
+    finite = np.isfinite(table)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        raise NonFiniteLossError(
+            f"{STEP_KEYS[col]} became {table[row, col]} at generator step {steps[row]}; "
+            f"stopping instead of training on garbage "
+            f"(lower the learning rate or check the constraint settings)"
+        )
+
+
 class Trainer:
     """Builds the plugins of an experiment and trains them."""
 
@@ -309,14 +322,7 @@ class Trainer:
         """Move buffered values to the host at once, check them, log them in one batch."""
         table = torch.stack([torch.stack(v) for v in buffer]).cpu().numpy()
         extra_rows = [(s, {k: float(v) for k, v in d.items()}) for s, d in extras]
-        finite = np.isfinite(table)
-        if not finite.all():
-            row, col = np.argwhere(~finite)[0]
-            raise NonFiniteLossError(
-                f"{STEP_KEYS[col]} became {table[row, col]} at generator step "
-                f"{buffer_steps[row]}; stopping instead of training on garbage "
-                f"(lower the learning rate or check the constraint settings)"
-            )
+        check_finite(table, buffer_steps)
         extra_log: list[tuple[str, float, int]] = []
         for step, d in extra_rows:
             for k, v in d.items():

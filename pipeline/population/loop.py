@@ -21,7 +21,7 @@ from torch import Tensor
 
 from pipeline.errors import NonFiniteLossError
 from pipeline.population.trainer import Member, PopulationTrainer
-from pipeline.trainer import STEP_KEYS, TrainResult
+from pipeline.trainer import STEP_KEYS, TrainResult, check_finite
 
 __all__ = ["MemberHooks", "MemberStopped", "PopulationLoop"]
 
@@ -108,13 +108,7 @@ class PopulationLoop:
         steps = [s for s, _ in m.pending]
         table = np.stack([row for _, row in m.pending])
         m.pending = []
-        finite = np.isfinite(table)
-        if not finite.all():
-            row, col = np.argwhere(~finite)[0]
-            raise NonFiniteLossError(
-                f"{STEP_KEYS[col]} became {table[row, col]} at generator step {steps[row]}; "
-                f"stopping instead of training on garbage"
-            )
+        check_finite(table, steps)
         active = [i for i, key in enumerate(STEP_KEYS) if m.single._logs(key)]
         keys = [STEP_KEYS[i] for i in active]
         for r, step in enumerate(steps):
