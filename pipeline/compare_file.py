@@ -206,15 +206,7 @@ def load_comparison(path: str | Path, overrides: tuple[str, ...] | list[str] = (
     """Read and validate a comparison file; errors name the field. ``overrides``
     (``key=value``) change the base experiment of every variant (and so the fingerprint)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("", f"comparison file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError("", f"{path} must hold a mapping, got {type(raw).__name__}")
-    raw.setdefault("name", path.stem)
+    raw = load_yaml(path, "comparison file")
     try:
         spec = ComparisonSpec.model_validate(raw)
     except ValidationError as exc:

@@ -16,11 +16,12 @@ import yaml
 from pipeline.errors import ConfigError
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """An experiment file as nested dicts; ``name`` defaults to the file's stem."""
+def load_yaml(path: str | Path, what: str = "experiment file") -> dict[str, Any]:
+    """An experiment (or comparison) file as nested dicts; ``name`` defaults to the file's
+    stem. ``what`` names the file in errors."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("", f"experiment file {str(path)!r} does not exist")
+        raise ConfigError("", f"{what} {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
