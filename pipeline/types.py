@@ -245,6 +245,14 @@ class PopulationOptimizer(ABC):
         member's checkpoint); empty (the default): a resumed member starts it afresh."""
         return {}
 
+    def column(self, values: Iterable[float], dtype: torch.dtype | None = None) -> Tensor:
+        """One setting of every member as a ``(K,)`` tensor on the parameters' device (in
+        their dtype unless ``dtype`` says otherwise)."""
+        import torch
+
+        first = self.params[0]
+        return torch.tensor(list(values), device=first.device, dtype=dtype or first.dtype)
+
 
 class Dataset(Plugin):
     """A source of real samples.

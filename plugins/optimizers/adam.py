@@ -101,15 +101,12 @@ class PopulationAdam(PopulationOptimizer):
     def _hyper(self) -> None:
         import torch
 
-        def column(values: list[float]) -> Tensor:
-            return torch.tensor(values, dtype=torch.float64, device=self.params[0].device)
-
         s = self.settings
-        self.lr = column([x.lr for x in s])
-        self.beta1 = column([x.betas[0] for x in s])
-        self.beta2 = column([x.betas[1] for x in s])
-        self.eps = column([x.eps for x in s])
-        self.weight_decay = column([x.weight_decay for x in s])
+        self.lr = self.column((x.lr for x in s), torch.float64)
+        self.beta1 = self.column((x.betas[0] for x in s), torch.float64)
+        self.beta2 = self.column((x.betas[1] for x in s), torch.float64)
+        self.eps = self.column((x.eps for x in s), torch.float64)
+        self.weight_decay = self.column((x.weight_decay for x in s), torch.float64)
         self.decays = any(x.weight_decay != 0 for x in s)
 
     def set_member(self, k: int, settings: Settings) -> None:

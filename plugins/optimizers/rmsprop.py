@@ -81,17 +81,12 @@ class PopulationRMSProp(PopulationOptimizer):
         self._hyper()
 
     def _hyper(self) -> None:
-        import torch
-
-        def column(values: list[float]) -> Tensor:
-            return torch.tensor(values, device=self.params[0].device, dtype=self.params[0].dtype)
-
         s = self.settings
-        self.lr = column([x.lr for x in s])
-        self.alpha = column([x.alpha for x in s])
-        self.momentum = column([x.momentum for x in s])
-        self.eps = column([x.eps for x in s])
-        self.weight_decay = column([x.weight_decay for x in s])
+        self.lr = self.column(x.lr for x in s)
+        self.alpha = self.column(x.alpha for x in s)
+        self.momentum = self.column(x.momentum for x in s)
+        self.eps = self.column(x.eps for x in s)
+        self.weight_decay = self.column(x.weight_decay for x in s)
         self.decays = any(x.weight_decay != 0 for x in s)
         self.uses_momentum = any(x.momentum > 0 for x in s)
 
