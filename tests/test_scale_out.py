@@ -227,8 +227,8 @@ def test_two_workers_log_through_a_tracking_server_on_postgresql(tmp_path):
         )
         port = _free_port()
         exe = os.path.join(os.path.dirname(sys.executable), "pipeline")
-        # mlflow.set_tracking_uri (an earlier test's generator logging) exports
-        # MLFLOW_TRACKING_URI, which beats mlflow.yaml: the server must read the file
+        # an MLFLOW_TRACKING_URI in the environment beats mlflow.yaml: the server must
+        # read the file
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         ui = subprocess.Popen(
             [exe, "ui", "--no-browser", "--port", str(port)],
