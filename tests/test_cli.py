@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from pipeline.cli import main
+from pipeline.ui_server import STOP_TIMEOUT_S
 from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, train_args
 
 SEED_EXPERIMENTS = [
@@ -199,7 +200,8 @@ def test_ui_serves_the_configured_store(tmp_path):
         assert (tmp_path / "mlflow.db").exists()
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        # the server may take up to STOP_TIMEOUT_S to end before `pipeline ui` kills it
+        proc.wait(timeout=STOP_TIMEOUT_S + 30)
     # the server's workers went with it: nothing answers on the port any more
     time.sleep(1)
     with pytest.raises(OSError):
