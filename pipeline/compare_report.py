@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.search_space import ObjectiveSpec
 from pipeline.tune_report import best_trial
 
 if TYPE_CHECKING:
@@ -39,8 +40,10 @@ class SeedRun:
 class VariantResult:
     name: str
     dataset: str
+    #: the objective's label (a metric, or a weighted sum written out) and its weights
     objective: str
     direction: str
+    weights: dict[str, float] = field(default_factory=dict)
     trials: dict[str, int] = field(default_factory=dict)
     #: each trial's objective in trial order (None: pruned, failed or running)
     values: list[float | None] = field(default_factory=list)
@@ -64,11 +67,20 @@ class VariantResult:
     def median_seed(self) -> SeedRun | None:
         """The seed run at the median of the objective (the lower one of an even count):
         Kurach et al. 2019 report the median over seeds."""
-        ranked = [s for s in self.seeds if self.objective in s.metrics]
+        weights = self.weights or {self.objective: 1.0}
+        ranked = [s for s in self.seeds if objective_value(s.metrics, weights) is not None]
         if not ranked:
             return None
-        ranked.sort(key=lambda s: s.metrics[self.objective])
+        ranked.sort(key=lambda s: objective_value(s.metrics, weights))  # type: ignore[arg-type,return-value]
         return ranked[(len(ranked) - 1) // 2]
+
+
+def objective_value(metrics: dict[str, float], weights: dict[str, float]) -> float | None:
+    """The objective (``{metric: weight}`` summed) from a run's metrics; None if one is
+    missing."""
+    if any(name not in metrics for name in weights):
+        return None
+    return sum(w * metrics[name] for name, w in weights.items())
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -103,31 +115,39 @@ def collect(runner: ComparisonRunner) -> list[VariantResult]:
     metrics = runner.comparison.spec.metrics
     results = []
     for name, exp in runner.experiments.items():
-        objective = (runner.comparison.variant_tree(name).get("tune") or {}).get("objective") or {}
+        spec = ObjectiveSpec.model_validate(
+            (runner.comparison.variant_tree(name).get("tune") or {}).get("objective") or {}
+        )
+        study = runner.open_study(name)
         res = VariantResult(
             name,
             exp.resolved["dataset"]["name"],
-            objective.get("metric", "w1"),
-            objective.get("direction") or "minimize",
+            spec.label(),
+            study.direction.name.lower() if study is not None else spec.direction or "minimize",
+            spec.weights(),
         )
-        study = runner.open_study(name)
         if study is not None:
             _read_study(res, study)
         _add_seeds(res, seed_runs, json.dumps(res.setting, sort_keys=True), wanted, metrics)
         if runner.comparison.spec.defaults:
             default = VariantResult(
-                f"{name} (default)", res.dataset, res.objective, res.direction, default=True
+                f"{name} (default)",
+                res.dataset,
+                res.objective,
+                res.direction,
+                res.weights,
+                default=True,
             )
             _add_seeds(default, seed_runs, DEFAULT_SETTING, wanted, metrics)
             results.append(default)
         trials = [r.data.metrics for r in trial_runs if r.data.tags.get(VARIANT_TAG) == name]
-        res.agreement = objective_agreement(trials, res.objective, metrics)
+        res.agreement = objective_agreement(trials, res.weights, metrics)
         results.append(res)
     return results
 
 
 def objective_agreement(
-    rows: list[dict[str, float]], objective: str, metrics: list[str]
+    rows: list[dict[str, float]], objective: str | dict[str, float], metrics: list[str]
 ) -> dict[str, float]:
     """Spearman's rank correlation between the tuning objective and each metric over the
     variant's finished trials (``rows``: each trial's final metrics; NaN with fewer than 3
@@ -137,10 +157,15 @@ def objective_agreement(
     collapsed generator among the best)."""
     from scipy.stats import spearmanr
 
+    weights = objective if isinstance(objective, dict) else {objective: 1.0}
     out = {}
     for metric in metrics:
-        pairs = [(m[objective], m[metric]) for m in rows if objective in m and metric in m]
-        if len(pairs) < 3 or metric == objective:
+        pairs = [
+            (objective_value(m, weights), m[metric])
+            for m in rows
+            if objective_value(m, weights) is not None and metric in m
+        ]
+        if len(pairs) < 3 or weights == {metric: 1.0}:
             out[metric] = math.nan
             continue
         x, y = zip(*pairs, strict=True)

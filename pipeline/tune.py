@@ -245,7 +245,7 @@ class Tuner:
         metric = self.space.metric
 
         def on_eval(step: int, metrics: dict[str, float]) -> None:
-            value = metrics[metric]
+            value = self.space.value(metrics)
             trial.set_user_attr("last_step", step)
             if math.isfinite(value):
                 trial.report(value, step)
@@ -281,7 +281,7 @@ class Tuner:
             trial.set_user_attr("fail_reason", str(exc))
             raise
         trial.set_user_attr("wall_time_s", result.wall_time_s)
-        return result.metrics[metric]
+        return self.space.value(result.metrics)
 
     def after_trial(self, study, trial) -> None:
         """Tag the child with its Optuna state, keep the parent's best current, print a line."""

@@ -292,6 +292,11 @@ def test_objective_agreement_by_hand():
     assert rho["reverse_kl"] == pytest.approx(1.0)
     assert math.isnan(rho["hq"]) and math.isnan(rho["w1"])  # a constant; the objective itself
     assert math.isnan(objective_agreement(rows[:2], "w1", ["modes"])["modes"])  # < 3 trials
+    # a weighted objective, reverse_kl - modes = w² - 5 + w rising in w like w1 itself,
+    # except rows 0/1 (modes 3, 4): 1-3 = -2, 4-4 = 0, 9-2 = 7, 16-1 = 15 — still rising
+    combined = objective_agreement(rows, {"reverse_kl": 1.0, "modes": -1.0}, ["w1", "modes"])
+    assert combined["w1"] == pytest.approx(1.0)
+    assert combined["modes"] == pytest.approx(rho["modes"])
 
 
 #: the comparison files shipped in experiments/

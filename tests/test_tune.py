@@ -55,6 +55,7 @@ def make_tuner(
     pruned: int | None = None,
     file: str = "wgan_gp_grid25.yaml",
     lines: list[str] | None = None,
+    extra: list[str] | None = None,
 ) -> Tuner:
     tracking = TrackingSettings(
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
@@ -64,7 +65,7 @@ def make_tuner(
 
     tuner = Tuner(
         EXPERIMENTS / file,
-        TINY_SMALL,
+        [*TINY_SMALL, *(extra or [])],
         TuneOptions(n_trials=n_trials, seed=0, n_jobs=n_jobs),
         registry=default_registry(),
         tracking=tracking,
@@ -392,6 +393,50 @@ def test_objective_must_be_an_experiment_metric(tmp_path, registry):
     )
     with pytest.raises(ConfigError, match=r"tune\.objective\.metric: 'fid' is not one of"):
         Tuner(path, [], TuneOptions(), registry=registry, tracking=None)
+
+
+def test_a_weighted_sum_of_metrics_is_the_objective_each_trial_reports(tmp_path, monkeypatch):
+    """objective: {metric: {reverse_kl: 1, hq_fraction: -1}}: each trial's value is that
+    sum of its run's final metrics, and the study names the objective by it."""
+    monkeypatch.chdir(tmp_path)
+    lines: list[str] = []
+    tuner = make_tuner(
+        tmp_path,
+        3,
+        lines=lines,
+        extra=[
+            "tune.objective.metric={reverse_kl: 1.0, hq_fraction: -1.0}",
+            "tune.objective.direction=minimize",
+        ],
+    )
+    assert tuner.space.metric == "reverse_kl - hq_fraction"
+    tuner.run()
+    study = load(tmp_path)
+    _, _, children = runs_of(tmp_path)
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
+    assert len(study.trials) == 3
+    for trial in study.trials:
+        m = by_number[trial.number].data.metrics
+        assert trial.value == pytest.approx(m["reverse_kl"] - m["hq_fraction"], abs=1e-12)
+    assert study.user_attrs["objective_metric"] == "reverse_kl - hq_fraction"
+    assert any("reverse_kl - hq_fraction" in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("objective", "words"),
+    [
+        ({"metric": {"reverse_kl": 1.0, "fid": -1.0}, "direction": "minimize"}, "'fid' is not"),
+        ({"metric": {"reverse_kl": 1.0}}, "needs a direction"),
+        ({"metric": {}, "direction": "minimize"}, "non-empty"),
+    ],
+)
+def test_a_bad_weighted_objective_is_refused_with_its_field(tmp_path, registry, objective, words):
+    path = space_file(
+        tmp_path, {"train.n_critic": {"type": "int", "low": 1, "high": 3}}, objective=objective
+    )
+    with pytest.raises(ConfigError, match=r"tune\.objective") as info:
+        Tuner(path, [], TuneOptions(), registry=registry, tracking=None)
+    assert words in str(info.value)
 
 
 def test_conditional_space_switches_plugins_cleanly(registry):

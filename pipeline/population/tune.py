@@ -160,7 +160,7 @@ class PopulationTuner(MemberHooks):
         trial, run, _ = self.slots[k]
         run.evaluation(member, metrics, samples)
         metric = self.tuner.space.metric
-        value = metrics[metric]
+        value = self.tuner.space.value(metrics)
         trial.set_user_attr("last_step", member.step)
         if math.isfinite(value):
             trial.report(value, member.step)
@@ -178,7 +178,7 @@ class PopulationTuner(MemberHooks):
             assert result is not None
             trial.set_user_attr("wall_time_s", result.wall_time_s)
             run.finish(self.trainer, k, member, result, "FINISHED")
-            frozen = self.study.tell(trial, result.metrics[self.tuner.space.metric])
+            frozen = self.study.tell(trial, self.tuner.space.value(result.metrics))
         elif isinstance(error, MemberStopped):
             run.finish(self.trainer, k, member, None, "KILLED")
             frozen = self.study.tell(trial, state=state.PRUNED)
