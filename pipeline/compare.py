@@ -28,13 +28,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.compare_file import Comparison, check_variants
 from pipeline.errors import ConfigError
 from pipeline.tracking import RunTracker, TrackingSettings, client_for
 from pipeline.tune import TuneOptions, Tuner
 from pipeline.tune_report import best_trial
+
+if TYPE_CHECKING:
+    from pipeline.compare_workers import CompareWorkers
 
 ROLE = "pipeline.role"
 NAME_TAG = "comparison.name"
@@ -115,6 +118,18 @@ class VariantTuner(Tuner):
             VARIANT_TAG: self.variant,
         }.items():
             client.set_tag(run_id, key, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedJob:
+    """One seed re-training of a variant's setting (``params``: the tuned values, {} for
+    the untuned default; ``trial``: the study's best trial number, None for the default)."""
+
+    variant: str
+    params: dict[str, Any]
+    setting: str
+    trial: int | None
+    seed: int
 
 
 def spent(study) -> tuple[int, float]:
@@ -217,7 +232,14 @@ class ComparisonRunner:
         return parent
 
     # -- tuning ------------------------------------------------------------------------
-    def tuner(self, variant: str, folder: Path, n_trials: int | None, timeout: float | None):
+    def tuner(
+        self,
+        variant: str,
+        folder: Path,
+        n_trials: int | None,
+        timeout: float | None,
+        seed_offset: int = 0,
+    ) -> VariantTuner:
         from pipeline.registry import default_registry
 
         spec = self.comparison.spec
@@ -229,10 +251,9 @@ class ComparisonRunner:
             storage=self.storage,
             sampler=spec.sampler,
             pruner=spec.pruner,
-            seed=spec.sampler_seed,
+            seed=None if spec.sampler_seed is None else spec.sampler_seed + seed_offset,
             device=self.device,
         )
-        # TODO(--workers): when `pipeline tune --workers` lands, pass it through here
         return VariantTuner(
             self.comparison.write_variant(variant, folder),
             (),
@@ -245,18 +266,35 @@ class ComparisonRunner:
             parent_id=self.parent.run_id,
         )
 
-    def tune(self, variant: str, folder: Path):
-        """Tune ``variant`` with what is left of its budget; returns (study, tuner)."""
+    def budget_left(self, study) -> tuple[int | None, float | None] | None:
+        """What is left of the tuning budget for ``study``: (trials, seconds), None for an
+        unbounded part; None when it is spent (and says so)."""
         budget = self.comparison.spec.budget
-        probe = self.tuner(variant, folder, 1, None)
-        study = probe.open_study()
         n_done, seconds = spent(study)
         n_left = None if budget.trials is None else budget.trials - n_done
         t_left = None if budget.timeout_s is None else budget.timeout_s - seconds
         if (n_left is not None and n_left <= 0) or (t_left is not None and t_left <= 0):
+            variant = study.user_attrs.get(STUDY_VARIANT_ATTR, study.study_name)
             self.echo(f"{variant}: tuning budget spent ({n_done} trials, {seconds:.1f} s)")
+            return None
+        return n_left, t_left
+
+    def tune(
+        self,
+        variant: str,
+        folder: Path,
+        share: tuple[int | None, float | None] | None = None,
+        seed_offset: int = 0,
+    ):
+        """Tune ``variant`` with what is left of its budget (or ``share`` of it, in a worker
+        of ``--workers``, whose sampler is seeded ``sampler_seed + seed_offset``); returns
+        (study, tuner)."""
+        probe = self.tuner(variant, folder, 1, None)
+        study = probe.open_study()
+        left = self.budget_left(study) if share is None else share
+        if left is None:
             return study, probe
-        tuner = self.tuner(variant, folder, n_left, t_left)
+        tuner = self.tuner(variant, folder, *left, seed_offset=seed_offset)
         study = tuner.run()
         for trial in study.get_trials(deepcopy=False):  # an interrupted one had no callback
             tuner.tag_trial(trial)
@@ -273,59 +311,73 @@ class ComparisonRunner:
         )
         return {int(r.data.tags[SEED_TAG]) for r in runs if r.data.tags.get(SETTING_TAG) == setting}
 
+    def seed_jobs(self, variant: str, study) -> list[SeedJob]:
+        """The seed re-trainings of ``variant`` not finished yet: its untuned setting (with
+        ``defaults: true``), then the study's best setting, on every seed."""
+        jobs = []
+        if self.comparison.spec.defaults:
+            done = self.finished_seeds(variant, DEFAULT_SETTING)
+            jobs += [
+                SeedJob(variant, {}, DEFAULT_SETTING, None, seed)
+                for seed in self.comparison.spec.seeds
+                if seed not in done
+            ]
+        best = best_trial(study)
+        if best is None:
+            self.echo(f"{variant}: no completed trial, no seed re-training")
+            return jobs
+        setting = json.dumps(best.params, sort_keys=True)
+        done = self.finished_seeds(variant, setting)
+        return jobs + [
+            SeedJob(variant, best.params, setting, best.number, seed)
+            for seed in self.comparison.spec.seeds
+            if seed not in done
+        ]
+
     def retrain(self, variant: str, study, tuner: Tuner) -> None:
         """Train the study's best setting on every seed not finished yet (and, with
         ``defaults: true``, the variant's untuned setting as well)."""
-        best = best_trial(study)
-        if self.comparison.spec.defaults:
-            self.train_seeds(variant, tuner, {}, DEFAULT_SETTING, None)
-        if best is None:
-            self.echo(f"{variant}: no completed trial, no seed re-training")
-            return
-        setting = json.dumps(best.params, sort_keys=True)
-        self.train_seeds(variant, tuner, best.params, setting, best.number)
+        for job in self.seed_jobs(variant, study):
+            self.train_seed(job, tuner)
 
-    def train_seeds(
-        self, variant: str, tuner: Tuner, params: dict, setting: str, trial: int | None
-    ) -> None:
+    def train_seed(self, job: SeedJob, tuner: Tuner) -> None:
+        """One seed re-training: an MLflow run under the comparison's parent."""
         from pipeline.config import apply_overrides, validate
         from pipeline.train import run_training
 
         assert self.parent is not None
-        done = self.finished_seeds(variant, setting)
+        variant, params, setting, trial, seed = dataclasses.astuple(job)
         label = variant if trial is not None else f"{variant} default"
-        for seed in self.comparison.spec.seeds:
-            if seed in done:
-                continue
-            tree = apply_overrides(tuner.space.apply(params), [f"train.seed={seed}"])
-            exp = validate(tree, tuner.registry)
-            start = time.process_time()
-            result = run_training(
-                exp,
-                tracking=self.tracking,
-                progress=False,
-                parent_run_id=self.parent.run_id,
-                run_name=f"{label} seed {seed}",
-                extra_tags={
-                    ROLE: "seed",
-                    NAME_TAG: self.comparison.name,
-                    VARIANT_TAG: variant,
-                    SEED_TAG: str(seed),
-                    SETTING_TAG: setting,
-                    "comparison.best_trial": "" if trial is None else str(trial),
-                },
-            )
-            cpu = time.process_time() - start
-            assert result.run_id is not None
-            client_for(self.tracking).log_metric(
-                result.run_id, "cpu_time_s", cpu, step=result.steps
-            )
-            shown = ", ".join(f"{k}={result.metrics[k]:.4g}" for k in self.comparison.spec.metrics)
-            self.echo(f"{label} seed {seed}: {shown} ({result.wall_time_s:.1f} s)")
+        tree = apply_overrides(tuner.space.apply(params), [f"train.seed={seed}"])
+        exp = validate(tree, tuner.registry)
+        start = time.process_time()
+        result = run_training(
+            exp,
+            tracking=self.tracking,
+            progress=False,
+            parent_run_id=self.parent.run_id,
+            run_name=f"{label} seed {seed}",
+            extra_tags={
+                ROLE: "seed",
+                NAME_TAG: self.comparison.name,
+                VARIANT_TAG: variant,
+                SEED_TAG: str(seed),
+                SETTING_TAG: setting,
+                "comparison.best_trial": "" if trial is None else str(trial),
+            },
+        )
+        cpu = time.process_time() - start
+        assert result.run_id is not None
+        client_for(self.tracking).log_metric(result.run_id, "cpu_time_s", cpu, step=result.steps)
+        shown = ", ".join(f"{k}={result.metrics[k]:.4g}" for k in self.comparison.spec.metrics)
+        self.echo(f"{label} seed {seed}: {shown} ({result.wall_time_s:.1f} s)")
 
     # -- the whole invocation ------------------------------------------------------------
-    def run(self, out_dir: Path, report_only: bool = False) -> Path:
-        """Tune, re-train and report (or only report); returns the report's folder."""
+    def run(
+        self, out_dir: Path, report_only: bool = False, workers: CompareWorkers | None = None
+    ) -> Path:
+        """Tune, re-train and report (or only report); returns the report's folder. With
+        ``workers``, each variant's tuning and seeds run in worker processes."""
         from pipeline.compare_report import write_report
 
         if report_only:
@@ -342,8 +394,12 @@ class ComparisonRunner:
             with tempfile.TemporaryDirectory(prefix="gan-pipeline-compare-") as tmp:
                 for variant in self.comparison.spec.variants:
                     self.echo(f"== {variant}: tuning ({self.comparison.study_name(variant)})")
-                    study, tuner = self.tune(variant, Path(tmp))
-                    self.retrain(variant, study, tuner)
+                    if workers is None:
+                        study, tuner = self.tune(variant, Path(tmp))
+                        self.retrain(variant, study, tuner)
+                    else:
+                        workers.tune(self, variant, Path(tmp))
+                        workers.retrain(self, variant, Path(tmp))
             folder = write_report(self, out_dir)
             status = "FINISHED"
         except KeyboardInterrupt:

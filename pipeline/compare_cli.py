@@ -30,9 +30,28 @@ from pipeline.cli_options import override_option, with_tracking_options
     help="Optuna storage of the variants' studies (default: optuna.journal beside mlflow.db).",
 )
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes for each variant's trials and seed re-trainings (as pipeline "
+    "tune --workers: threads split among them, Ctrl-C stops all).",
+)
+@click.option("--worker", "worker_task", default=None, hidden=True)
 @with_tracking_options
+@click.pass_context
 def compare(
-    comparison_file, overrides, report_only, out_dir, storage, device, tracking_flags
+    ctx,
+    comparison_file,
+    overrides,
+    report_only,
+    out_dir,
+    storage,
+    device,
+    workers,
+    worker_task,
+    tracking_flags,
 ) -> None:
     """Tune each variant of a comparison file with the same budget, re-train each best
     setting on the seeds, and report mean ± standard error (Lucic et al. 2018).
@@ -40,21 +59,37 @@ def compare(
     Run it again to continue where it stopped; a changed file (or other -o overrides of
     its base experiment) is refused.
     """
+    import json
+    import tempfile
     from pathlib import Path
 
     from pipeline.compare import ComparisonRunner
     from pipeline.compare_file import load_comparison
+    from pipeline.compare_workers import CompareWorkers, run_worker
+    from pipeline.tune_workers import command_line
 
     comparison = load_comparison(comparison_file, overrides)
+    task = None if worker_task is None else json.loads(worker_task)
+    prefix = "" if task is None else f"[worker {task['index']}] "
     runner = ComparisonRunner(
         comparison,
         tracking=tracking_flags.load(),
         storage=storage,
         device=device,
-        echo=click.echo,
+        echo=lambda line: click.echo(prefix + line),
     )
+    if task is not None:
+        try:
+            with tempfile.TemporaryDirectory(prefix="gan-pipeline-compare-") as tmp:
+                run_worker(runner, task, Path(tmp))
+        except KeyboardInterrupt:
+            sys.exit(130)
+        return
+    pool = None
+    if workers > 1 and not report_only:
+        pool = CompareWorkers(workers, command_line(ctx, ("workers", "worker_task")), click.echo)
     try:
-        folder = runner.run(Path(out_dir), report_only=report_only)
+        folder = runner.run(Path(out_dir), report_only=report_only, workers=pool)
     except KeyboardInterrupt:
         click.echo("interrupted: rerun the same command to continue", err=True)
         sys.exit(130)

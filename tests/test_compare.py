@@ -273,6 +273,57 @@ def test_bad_comparison_file_names_the_field(tmp_path, change, field):
     assert not (tmp_path / "mlflow.db").exists()  # refused before anything was created
 
 
+def test_two_workers_share_each_variants_trials_and_seeds(tmp_path):
+    """``--workers 2`` through the CLI, in real processes: each study gets its 3 trials
+    (2 + 1) from two samplers, every seed re-training runs exactly once, the seeds re-train
+    the whole study's best setting, and the parent ends FINISHED with the report."""
+    import os
+    import subprocess
+    import sys
+
+    path = comparison_file(tmp_path, budget={"trials": 3})
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "compare", str(path), "--workers", "2",
+         "--out", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "gan: 2 workers (trials each: 2, 1)" in out
+    assert "gan: 4 seed re-trainings in 2 workers" in out
+    assert "[worker 1] trial" in out and "[worker 1] sngan" in out
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
+    )
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    (parent,) = [r for r in runs if r.data.tags.get("pipeline.role") == "comparison"]
+    assert parent.info.status == "FINISHED"
+    for variant in ("gan", "sngan"):
+        study = optuna.load_study(study_name=f"tiny-{variant}", storage=storage)
+        assert sorted(t.number for t in study.trials) == [0, 1, 2]
+        assert {t.state.name for t in study.trials} == {"COMPLETE"}
+        best = json.dumps(study.best_trial.params, sort_keys=True)
+        seeds = sorted(
+            (r.data.tags["comparison.setting"] == "default", int(r.data.tags["comparison.seed"]))
+            for r in runs
+            if r.data.tags.get("pipeline.role") == "seed"
+            and r.data.tags["comparison.variant"] == variant
+        )
+        assert seeds == [(False, 1), (False, 2), (True, 1), (True, 2)]
+        tuned = {
+            r.data.tags["comparison.setting"]
+            for r in runs
+            if r.data.tags.get("pipeline.role") == "seed"
+            and r.data.tags["comparison.variant"] == variant
+            and r.data.tags["comparison.setting"] != "default"
+        }
+        assert tuned == {best}
+    assert (tmp_path / "out" / "tiny" / "report.md").exists()
+
+
 def test_bootstrap_best_so_far_by_hand():
     # one resample of a 3-trial pool: each curve is a running minimum of draws from it
     curves = bootstrap_best_so_far([3.0, None, 1.0], maximize=False, resamples=50)
