@@ -84,6 +84,11 @@ class TrainSettings(BaseModel):
     checkpoint_every: int = Field(0, ge=0)
     #: auto (CUDA when present), cpu, cuda or cuda:N
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    #: decay β of an exponential moving average of the generator's weights (and batch-norm
+    #: statistics), which then is what is evaluated, sampled and logged; 0 turns it off.
+    #: Yazici et al. 2019 ("The Unusual Effectiveness of Averaging in GAN Training") use
+    #: β = 0.999 and 0.9999 (BigGAN, Brock et al. 2019: 0.9999); short runs want 0.999
+    g_ema: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,15 @@ RESUMABLE_CHANGES = (
     "train.checkpoint_every",
 )
 
+#: settings added after checkpoints were written, with the value that trains as before:
+#: a checkpoint without the key was trained with it
+ADDED_SETTINGS: dict[str, Any] = {"train.g_ema": 0.0}
+
 
 def check_resumable(exp: Experiment, state: dict[str, Any]) -> None:
     """Refuse to resume a checkpoint under other hyperparameters (mimicry's rule): only
     the budget, device and logging cadence may change, and the step must lie ahead."""
-    old = flatten({k: v for k, v in state["config"].items() if k != "tune"})
+    old = ADDED_SETTINGS | flatten({k: v for k, v in state["config"].items() if k != "tune"})
     new = flatten({k: v for k, v in exp.resolved.items() if k != "tune"})
     changed = sorted(
         k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)

@@ -184,8 +184,9 @@ class RunLog:
             return
         t.log_artifact(wd / "loss_curves.png")
         t.log_artifact(ckpt, "checkpoint")
-        t.log_generator(trainer.generator.cpu(), trainer.noise_dim)
-        trainer.generator.to(trainer.device)
+        # the average when there is one (train.g_ema): what was evaluated and sampled
+        t.log_generator(trainer.sampling_generator.cpu(), trainer.noise_dim)
+        trainer.sampling_generator.to(trainer.device)
 
 
 @contextmanager

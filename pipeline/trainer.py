@@ -35,6 +35,7 @@ from pipeline.config import Experiment
 from pipeline.constraint_stack import build_constraint, has_penalty
 from pipeline.device import resolve_device
 from pipeline.errors import ConfigError, NonFiniteLossError
+from pipeline.generator_average import generator_average
 from pipeline.interrupt import StopRequest, TrainingInterrupted
 from pipeline.run_logging import RunLog, progress_bar
 from pipeline.tracking import RunTracker
@@ -146,6 +147,8 @@ class Trainer:
             exp.plugins["optimizer.generator"].instantiate().build(self.generator.parameters())
         )
         self.opt_d = exp.plugins["optimizer.critic"].instantiate().build(self.critic.parameters())
+        #: the generator's moving average (``train.g_ema``), torch's own AveragedModel
+        self.ema = generator_average(self.generator, cfg.g_ema)
         self.metrics: list[Metric] = [m.cls(exp.metric_settings.get(m.name)) for m in exp.metrics]
         # evaluation noise: fixed, from its own generator, so evaluations never move the
         # training RNG and every evaluation of a run sees the same z
@@ -212,6 +215,8 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update_parameters(G)
         if measure:
             extra["grad_norm/generator"] = _grad_norm(G)
             extra.update(constraint.diagnostics(D))
@@ -220,18 +225,24 @@ class Trainer:
         return [d_loss.detach(), g_loss.detach(), penalty.detach(), w_est], extra
 
     # -- evaluation -------------------------------------------------------------------
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """What is evaluated, sampled and logged: the generator, or its average."""
+        return self.generator if self.ema is None else self.ema.module
+
     @torch.no_grad()
     def sample(self, noise: Tensor | None = None, chunk: int = 4096) -> Tensor:
         noise = self.eval_noise if noise is None else noise
-        was_training = self.generator.training
-        self.generator.eval()
+        G = self.sampling_generator
+        was_training = G.training
+        G.eval()
         try:
             parts = [
-                self.generator(noise[i : i + chunk].to(self.device)).float().cpu()
+                G(noise[i : i + chunk].to(self.device)).float().cpu()
                 for i in range(0, noise.shape[0], chunk)
             ]
         finally:
-            self.generator.train(was_training)
+            G.train(was_training)
         return torch.cat(parts)
 
     def evaluate(self) -> tuple[dict[str, float], Tensor]:
@@ -358,7 +369,7 @@ class Trainer:
             "optimizer_critic": self.opt_d.state_dict(),
             "rng": rng_states(self.data_rng, self.train_rng),
             "config": self.exp.resolved,
-        }
+        } | ({} if self.ema is None else {"generator_ema": self.ema.state_dict()})
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint: nets, optimizers, step and every RNG state.
@@ -371,6 +382,8 @@ class Trainer:
             self.critic.load_state_dict(state["critic"])
             self.opt_g.load_state_dict(state["optimizer_generator"])
             self.opt_d.load_state_dict(state["optimizer_critic"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["generator_ema"])
             self.step = int(state["step"])
             restore_rng_states(state["rng"], self.data_rng, self.train_rng)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
@@ -384,7 +397,5 @@ class Trainer:
 
 
 def _grad_norm(module: nn.Module) -> Tensor:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    """The 2-norm of all gradients of ``module`` together (0 when there are none)."""
+    return nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])

@@ -179,6 +179,7 @@ def complete_trial_run(
     from pipeline import plots
     from pipeline.checkpoint import load_checkpoint
     from pipeline.config import validate
+    from pipeline.generator_average import generator_average
     from pipeline.tracking import RunTracker, client_for
 
     client = client_for(tracking)
@@ -197,6 +198,12 @@ def complete_trial_run(
         dataset = exp.plugins["dataset"].instantiate()
         pair = exp.plugins["model"].instantiate().build(tuple(dataset.shape))
         pair.generator.load_state_dict(state["generator"])
+        generator = pair.generator
+        if "generator_ema" in state:  # train.g_ema: the average is what the run evaluated
+            average = generator_average(pair.generator, exp.train.g_ema)
+            assert average is not None
+            average.load_state_dict(state["generator_ema"])
+            generator = average.module
 
         out = root / "out"
         names = {a.path for a in client.list_artifacts(run_id, "samples")}
@@ -227,6 +234,6 @@ def complete_trial_run(
         for name in ("loss_curves.png", "progression.gif"):
             if (out / name).exists():
                 tracker.log_artifact(out / name)
-        tracker.log_generator(pair.generator, pair.noise_dim)
+        tracker.log_generator(generator, pair.noise_dim)
         tracker.set_tags({COMPLETED_TAG: "true"})
     return True

@@ -93,6 +93,63 @@ def test_resume_from_checkpoint_continues_identically(registry, tmp_path):
     assert losses_first + losses_second == losses_full
 
 
+def test_the_generator_average_is_what_is_sampled_and_it_resumes(registry, tmp_path):
+    """train.g_ema = 0.5: after 3 steps the average is ¼ W1 + ¼ W2 + ½ W3 of the generator's
+    weights after each step (the first update copies), sample() draws from it, not from the
+    generator, and a resumed run carries it on exactly."""
+    from torch.func import functional_call
+
+    exp = experiment(registry, "gan_ring8.yaml", "train.g_ema=0.5", "model.g_batch_norm=true")
+    trainer = Trainer(exp, workdir=tmp_path / "a", progress=False)
+    (tmp_path / "a").mkdir()
+    after = []
+    for _ in range(3):
+        trainer.train_step(False)
+        after.append({k: v.detach().clone() for k, v in trainer.generator.state_dict().items()})
+    average = trainer.ema.module.state_dict()
+    for name, value in trainer.generator.named_parameters():
+        expected = 0.25 * after[0][name] + 0.25 * after[1][name] + 0.5 * after[2][name]
+        assert torch.allclose(average[name], expected, atol=1e-6), name
+        assert not torch.allclose(average[name], value)
+    # batch norm's running statistics are averaged too
+    mean = next(k for k in average if k.endswith("running_mean"))
+    expected = 0.25 * after[0][mean] + 0.25 * after[1][mean] + 0.5 * after[2][mean]
+    assert torch.allclose(average[mean], expected, atol=1e-6)
+    noise = trainer.eval_noise[:64]
+    with torch.no_grad():
+        trainer.ema.module.eval()
+        from_average = functional_call(trainer.ema.module, average, (noise,))
+    assert torch.equal(trainer.sample(noise), from_average)
+
+    # resumed from the step-3 checkpoint, 3 more steps: the same average as 6 straight
+    state = trainer.checkpoint_state()
+    resumed = Trainer(exp, workdir=tmp_path / "b", progress=False)
+    resumed.restore(state)
+    straight = Trainer(exp, workdir=tmp_path / "c", progress=False)
+    for _ in range(3):
+        resumed.train_step(False)
+    for _ in range(6):
+        straight.train_step(False)
+    for (name, a), b in zip(
+        resumed.ema.module.state_dict().items(),
+        straight.ema.module.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), name  # exact: the same computation in the same order, on CPU
+
+
+def test_an_old_checkpoint_without_the_average_still_resumes(registry):
+    from pipeline.resume import check_resumable
+
+    exp = experiment(registry, "gan_ring8.yaml")
+    old = {k: v for k, v in exp.resolved.items()}
+    old["train"] = {k: v for k, v in old["train"].items() if k != "g_ema"}
+    check_resumable(exp, {"config": old, "step": 1})  # no error: it trained without one
+    averaged = experiment(registry, "gan_ring8.yaml", "train.g_ema=0.999")
+    with pytest.raises(Exception, match=r"train\.g_ema \(0\.0 → 0\.999\)"):
+        check_resumable(averaged, {"config": old, "step": 1})
+
+
 class _NaNLoss(Loss):
     name = "nan_after_start"
 
