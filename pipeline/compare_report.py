@@ -59,6 +59,9 @@ class VariantResult:
     #: metric → Spearman's ρ between the objective and the metric over the finished trials
     #: (what the objective rewards: see :func:`objective_agreement`)
     agreement: dict[str, float] = field(default_factory=dict)
+    #: (picked by, trial number, that trial's final metrics): the trial the objective picks
+    #: and the trial each metric would pick (see :func:`trial_picks`)
+    picks: list[tuple[str, int, dict[str, float]]] = field(default_factory=list)
 
     @property
     def seed_cpu_s(self) -> float:
@@ -140,10 +143,38 @@ def collect(runner: ComparisonRunner) -> list[VariantResult]:
             )
             _add_seeds(default, seed_runs, DEFAULT_SETTING, wanted, metrics)
             results.append(default)
-        trials = [r.data.metrics for r in trial_runs if r.data.tags.get(VARIANT_TAG) == name]
-        res.agreement = objective_agreement(trials, res.weights, metrics)
+        ours = [r for r in trial_runs if r.data.tags.get(VARIANT_TAG) == name]
+        res.agreement = objective_agreement([r.data.metrics for r in ours], res.weights, metrics)
+        numbered = [(int(r.data.tags.get("optuna.trial_number", -1)), r.data.metrics) for r in ours]
+        directions = {m.name: m.cls.direction for m in exp.metrics}
+        res.picks = trial_picks(numbered, res, metrics, directions)
         results.append(res)
     return results
+
+
+def trial_picks(
+    rows: list[tuple[int, dict[str, float]]],
+    res: VariantResult,
+    metrics: list[str],
+    directions: dict[str, str],
+) -> list[tuple[str, int, dict[str, float]]]:
+    """The trial the objective picks, then the trial each metric would pick (by its own
+    direction), from the trials' final metrics (``rows``: trial number, metrics): whether
+    the objective picks what one would pick by the columns of the table."""
+    weights = res.weights or {res.objective: 1.0}
+    keys = [(res.objective, weights, res.direction == "maximize")]
+    keys += [(m, {m: 1.0}, directions.get(m) == "maximize") for m in metrics]
+    picks = []
+    for label, w, maximize in keys:
+        scored = []
+        for number, values in rows:
+            v = objective_value(values, w)
+            if v is not None and math.isfinite(v):
+                scored.append((v if maximize else -v, -number, number, values))
+        if scored:
+            _, _, number, values = max(scored, key=lambda t: t[:2])  # ties: the earlier trial
+            picks.append((label, number, values))
+    return picks
 
 
 def objective_agreement(
@@ -319,6 +350,19 @@ def _agreement_table(results: list[VariantResult], metrics: list[str]) -> list[s
         cells = ["—" if math.isnan(r.agreement.get(m, math.nan)) else f"{r.agreement[m]:+.2f}"
                  for m in metrics]  # fmt: skip
         lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "The trial the objective picks, and the trial each metric would pick on its own "
+        "(the trials' final metrics, on the trials' seed): where the rows differ, the "
+        "objective trades that metric away.",
+        "",
+        "| variant | picked by | trial | " + " | ".join(metrics) + " |",
+        "|" + "---|" * (len(metrics) + 3),
+    ]
+    for r in rows:
+        for label, number, values in r.picks:
+            cells = [f"{values[m]:.4g}" if m in values else "—" for m in metrics]
+            lines.append(f"| {r.name} | {label} | {number} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

@@ -173,6 +173,9 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
 
     # the report's table, read back: mean ± s.e. recomputed from the seed runs' metrics
     report = (folder / "report.md").read_text()
+    for variant in ("gan", "sngan"):  # the objective's pick is the study's best trial
+        best = optuna.load_study(study_name=f"tiny-{variant}", storage=storage).best_trial
+        assert f"| {variant} | w1 | {best.number} | " in report
     table = parse_table(report, "ring8")
     assert set(table) == set(seeds) | {"*PacGAN4* (reference)"}
     data = json.loads((folder / "report.json").read_text())
@@ -348,6 +351,27 @@ def test_objective_agreement_by_hand():
     combined = objective_agreement(rows, {"reverse_kl": 1.0, "modes": -1.0}, ["w1", "modes"])
     assert combined["w1"] == pytest.approx(1.0)
     assert combined["modes"] == pytest.approx(rho["modes"])
+
+
+def test_trial_picks_by_hand():
+    from pipeline.compare_report import VariantResult, trial_picks
+
+    rows = [
+        (0, {"w1": 1.0, "modes": 3.0, "reverse_kl": 0.5}),
+        (1, {"w1": 2.0, "modes": 8.0, "reverse_kl": 0.1}),
+        (2, {"w1": 0.5, "modes": 8.0, "reverse_kl": 0.3}),
+        (3, {"w1": float("nan"), "modes": 1.0, "reverse_kl": 2.0}),
+    ]
+    res = VariantResult("gan", "ring8", "w1", "minimize")
+    directions = {"modes": "maximize", "reverse_kl": "minimize"}
+    picks = trial_picks(rows, res, ["modes", "reverse_kl"], directions)
+    # w1 (NaN skipped) picks trial 2; modes ties 1 and 2 at 8: the earlier; reverse KL: 1
+    assert [(label, n) for label, n, _ in picks] == [("w1", 2), ("modes", 1), ("reverse_kl", 1)]
+    combined = VariantResult(
+        "gan", "ring8", "reverse_kl - modes", "minimize", {"reverse_kl": 1.0, "modes": -1.0}
+    )
+    # reverse_kl - modes: -2.5, -7.9, -7.7, 1.0 (trial 3's w1 is not in it): trial 1
+    assert trial_picks(rows, combined, [], directions)[0][:2] == ("reverse_kl - modes", 1)
 
 
 #: the comparison files shipped in experiments/
