@@ -267,10 +267,10 @@ class ComparisonRunner:
         )
 
     def budget_left(self, study) -> tuple[int | None, float | None] | None:
-        """What is left of the tuning budget for ``study``: (trials, seconds), None for an
-        unbounded part; None when it is spent (and says so)."""
+        """What is left of the tuning budget for ``study`` (None: not started): (trials,
+        seconds), None for an unbounded part; None when it is spent (and says so)."""
         budget = self.comparison.spec.budget
-        n_done, seconds = spent(study)
+        n_done, seconds = (0, 0.0) if study is None else spent(study)
         n_left = None if budget.trials is None else budget.trials - n_done
         t_left = None if budget.timeout_s is None else budget.timeout_s - seconds
         if (n_left is not None and n_left <= 0) or (t_left is not None and t_left <= 0):
@@ -288,13 +288,13 @@ class ComparisonRunner:
     ):
         """Tune ``variant`` with what is left of its budget (or ``share`` of it, in a worker
         of ``--workers``, whose sampler is seeded ``sampler_seed + seed_offset``); returns
-        (study, tuner)."""
-        probe = self.tuner(variant, folder, 1, None)
-        study = probe.open_study()
+        (study, tuner). The budget is read from the study without joining it: a spent
+        budget leaves the study and its run as they are."""
+        study = self.open_study(variant)
         left = self.budget_left(study) if share is None else share
+        tuner = self.tuner(variant, folder, *(left or (1, None)), seed_offset=seed_offset)
         if left is None:
-            return study, probe
-        tuner = self.tuner(variant, folder, *left, seed_offset=seed_offset)
+            return study, tuner
         study = tuner.run()
         for trial in study.get_trials(deepcopy=False):  # an interrupted one had no callback
             tuner.tag_trial(trial)
@@ -322,7 +322,7 @@ class ComparisonRunner:
                 for seed in self.comparison.spec.seeds
                 if seed not in done
             ]
-        best = best_trial(study)
+        best = None if study is None else best_trial(study)
         if best is None:
             self.echo(f"{variant}: no completed trial, no seed re-training")
             return jobs

@@ -67,8 +67,7 @@ class CompareWorkers:
             raise WorkerFailed(f"a worker exited with status {code} (its output is above)")
 
     def tune(self, runner: ComparisonRunner, variant: str, folder: Path) -> None:
-        probe = runner.tuner(variant, folder, 1, None)
-        left = runner.budget_left(probe.open_study())
+        left = runner.budget_left(runner.open_study(variant))
         if left is None:
             return
         n_left, t_left = left
@@ -87,7 +86,7 @@ class CompareWorkers:
         )
 
     def retrain(self, runner: ComparisonRunner, variant: str, folder: Path) -> None:
-        study = runner.tuner(variant, folder, 1, None).open_study()
+        study = runner.open_study(variant)
         jobs = [
             [DEFAULT_KIND if job.trial is None else BEST_KIND, job.seed]
             for job in runner.seed_jobs(variant, study)
@@ -118,8 +117,8 @@ def run_worker(runner: ComparisonRunner, task: dict[str, Any], folder: Path) -> 
     if task["task"] == "tune":
         runner.tune(variant, folder, (task["trials"], task["timeout"]), seed_offset=task["index"])
         return
-    probe = runner.tuner(variant, folder, 1, None)
-    study = probe.open_study()
+    probe = runner.tuner(variant, folder, 1, None)  # its space and registry; not joined
+    study = runner.open_study(variant)
     wanted = {(kind, seed) for kind, seed in task["jobs"]}
     for job in runner.seed_jobs(variant, study):
         if (DEFAULT_KIND if job.trial is None else BEST_KIND, job.seed) in wanted:

@@ -136,6 +136,8 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
         if r.data.tags.get("pipeline.role") == "study"
     }
     assert set(studies) == {"gan", "sngan"}
+    # a rerun whose budget is spent reads the study without joining it: no run left RUNNING
+    assert {r.info.status for r in studies.values()} == {"FINISHED"}
     # seed runs by variant (the untuned setting's as "<variant> (default)") and seed
     seeds: dict[str, dict[int, object]] = {
         k: {} for k in ("gan", "sngan", "gan (default)", "sngan (default)")
@@ -304,6 +306,7 @@ def test_two_workers_share_each_variants_trials_and_seeds(tmp_path):
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     (parent,) = [r for r in runs if r.data.tags.get("pipeline.role") == "comparison"]
     assert parent.info.status == "FINISHED"
+    assert {r.info.status for r in runs} == {"FINISHED"}  # the studies' runs too
     for variant in ("gan", "sngan"):
         study = optuna.load_study(study_name=f"tiny-{variant}", storage=storage)
         assert sorted(t.number for t in study.trials) == [0, 1, 2]
@@ -325,6 +328,61 @@ def test_two_workers_share_each_variants_trials_and_seeds(tmp_path):
         }
         assert tuned == {best}
     assert (tmp_path / "out" / "tiny" / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_compare_worker_and_the_parent_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    long = TINY | {"train.steps": 100000, "train.eval_every": 50, "train.eval_samples": 200}
+    path = comparison_file(tmp_path, variants={"gan": long}, budget={"trials": 4})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "compare", str(path), "--workers", "2",
+         "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                trials = optuna.load_study(study_name="tiny-gan", storage=storage).trials
+            except (KeyError, FileNotFoundError):
+                trials = []
+            if len([t for t in trials if "mlflow_run_id" in t.user_attrs]) == 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the two workers did not both start a trial in 180 s")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out
+    assert "rerun the same command to continue" in out
+    study = optuna.load_study(study_name="tiny-gan", storage=storage)
+    assert sorted(t.state.name for t in study.trials) == ["FAIL", "FAIL"], out
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    (parent,) = [r for r in runs if r.data.tags.get("pipeline.role") == "comparison"]
+    assert parent.info.status == "KILLED"
+    running = [
+        (r.data.tags.get("pipeline.role"), r.info.run_name)
+        for r in runs
+        if r.info.status == "RUNNING"
+    ]
+    assert not running, (running, out)
 
 
 def test_bootstrap_best_so_far_by_hand():
