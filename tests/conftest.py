@@ -98,3 +98,33 @@ def train_args(file: str, store, *extra: str) -> list[str]:
     for o in tiny(file, *extra):
         args += ["-o", o]
     return args
+
+
+def interrupt_once_trials_start(proc, study_name: str, storage, count: int = 2) -> str:
+    """Wait (3 minutes at most) until ``count`` trials of the study have started their
+    MLflow run, Ctrl-C ``proc`` (SIGINT), and return its output once it has exited."""
+    import signal
+    import time
+
+    import optuna
+
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                trials = optuna.load_study(study_name=study_name, storage=storage).trials
+            except (KeyError, FileNotFoundError):
+                trials = []
+            if len([t for t in trials if "mlflow_run_id" in t.user_attrs]) == count:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"{count} trials did not start in 180 s")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return out

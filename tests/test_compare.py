@@ -26,7 +26,7 @@ from pipeline.compare_report import mean_se, objective_agreement
 from pipeline.errors import ConfigError
 from pipeline.tracking import TrackingSettings
 from pipeline.ui_server import experiment_to_open, open_as_model_training
-from tests.conftest import EXPERIMENTS, TINY_SMALL
+from tests.conftest import EXPERIMENTS, TINY_SMALL, interrupt_once_trials_start
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -333,10 +333,8 @@ def test_two_workers_share_each_variants_trials_and_seeds(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_stops_every_compare_worker_and_the_parent_is_killed(tmp_path):
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     long = TINY | {"train.steps": 100000, "train.eval_every": 50, "train.eval_samples": 200}
     path = comparison_file(tmp_path, variants={"gan": long}, budget={"trials": 4})
@@ -349,25 +347,7 @@ def test_ctrl_c_stops_every_compare_worker_and_the_parent_is_killed(tmp_path):
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
     )
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                trials = optuna.load_study(study_name="tiny-gan", storage=storage).trials
-            except (KeyError, FileNotFoundError):
-                trials = []
-            if len([t for t in trials if "mlflow_run_id" in t.user_attrs]) == 2:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the two workers did not both start a trial in 180 s")
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out = interrupt_once_trials_start(proc, "tiny-gan", storage)
     assert proc.returncode == 130, out
     assert "rerun the same command to continue" in out
     study = optuna.load_study(study_name="tiny-gan", storage=storage)

@@ -5,10 +5,8 @@ trial RUNNING."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from pipeline.tune_workers import (
     worker_commands,
     worker_devices,
 )
-from tests.conftest import EXPERIMENTS, TINY_SMALL
+from tests.conftest import EXPERIMENTS, TINY_SMALL, interrupt_once_trials_start
 
 
 def test_trials_are_split_with_the_remainder_to_the_first_workers():
@@ -179,25 +177,7 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_trial_running(shared_store, tmp
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                trials = optuna.load_study(study_name=name, storage=_journal(shared_store)).trials
-            except KeyError:
-                trials = []
-            if len([t for t in trials if "mlflow_run_id" in t.user_attrs]) == 2:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the two workers did not both start a trial in 180 s")
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out = interrupt_once_trials_start(proc, name, _journal(shared_store))
     assert proc.returncode == 130, out
     assert "interrupted: every worker stopped" in out
     study = optuna.load_study(study_name=name, storage=_journal(shared_store))
