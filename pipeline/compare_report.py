@@ -95,7 +95,7 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 def collect(runner: ComparisonRunner) -> list[VariantResult]:
     """Each variant's study and seed runs, as they are in the stores now."""
-    from pipeline.compare import DEFAULT_SETTING, NAME_TAG, ROLE, VARIANT_TAG
+    from pipeline.compare_tuner import DEFAULT_SETTING, NAME_TAG, ROLE, VARIANT_TAG
     from pipeline.tracking import client_for
 
     client = client_for(runner.tracking)
@@ -212,7 +212,7 @@ def _add_seeds(
 ) -> None:
     """The FINISHED seed runs of ``res``'s variant with ``setting``, one per wanted seed,
     and their mean ± s.e. per metric."""
-    from pipeline.compare import SEED_TAG, SETTING_TAG, VARIANT_TAG
+    from pipeline.compare_tuner import SEED_TAG, SETTING_TAG, VARIANT_TAG
 
     variant = res.name.removesuffix(" (default)")
     for run in seed_runs:

@@ -38,6 +38,7 @@ from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.generator_average import generator_average
 from pipeline.interrupt import StopRequest, TrainingInterrupted
 from pipeline.run_logging import RunLog, progress_bar
+from pipeline.step_values import STEP_KEYS, check_finite
 from pipeline.tracking import RunTracker
 from pipeline.types import Constraint, Dataset, Loss, Metric, ModelPair
 
@@ -46,9 +47,6 @@ _GLOBAL_RNG = threading.Lock()
 
 #: called after each evaluation with (generator step, metrics); may raise to stop
 EvalCallback = Callable[[int, dict[str, float]], None]
-
-#: per-step values kept on the device, in this order
-STEP_KEYS = ("loss/critic", "loss/generator", "penalty", "wasserstein_estimate")
 
 
 @dataclass
@@ -61,19 +59,6 @@ class TrainResult:
     evaluations: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     #: per-step values by metric name: (steps, values)
     history: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
-
-
-def check_finite(table: np.ndarray, steps: list[int]) -> None:
-    """Stop on the first non-finite per-step value (``table[r, c]`` is ``STEP_KEYS[c]`` at
-    generator step ``steps[r]``) instead of training on garbage."""
-    finite = np.isfinite(table)
-    if not finite.all():
-        row, col = np.argwhere(~finite)[0]
-        raise NonFiniteLossError(
-            f"{STEP_KEYS[col]} became {table[row, col]} at generator step {steps[row]}; "
-            f"stopping instead of training on garbage "
-            f"(lower the learning rate or check the constraint settings)"
-        )
 
 
 class Trainer:

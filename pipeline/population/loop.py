@@ -21,7 +21,8 @@ from torch import Tensor
 
 from pipeline.errors import NonFiniteLossError
 from pipeline.population.trainer import Member, PopulationTrainer
-from pipeline.trainer import STEP_KEYS, TrainResult, check_finite
+from pipeline.step_values import STEP_KEYS, check_finite
+from pipeline.trainer import TrainResult
 
 __all__ = ["MemberHooks", "MemberStopped", "PopulationLoop"]
 

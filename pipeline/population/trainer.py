@@ -35,7 +35,8 @@ from pipeline.population.forms import (
     vmapped_loss,
 )
 from pipeline.population.stacked import StackedMLP, stack_nets
-from pipeline.trainer import STEP_KEYS, Trainer
+from pipeline.step_values import STEP_KEYS
+from pipeline.trainer import Trainer
 
 __all__ = ["Member", "PopulationTrainer"]
 
