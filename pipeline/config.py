@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -89,6 +89,14 @@ class TrainSettings(BaseModel):
     #: Yazici et al. 2019 ("The Unusual Effectiveness of Averaging in GAN Training") use
     #: β = 0.999 and 0.9999 (BigGAN, Brock et al. 2019: 0.9999); short runs want 0.999
     g_ema: float = Field(0.0, ge=0.0, lt=1.0)
+    #: learning-rate schedule of both optimizers: ``none`` keeps the optimizers' own rates;
+    #: ``linear`` scales them by a factor that falls linearly from 1 to 0 over the steps
+    #: from ``lr_decay_start`` (a fraction of ``steps``) to the end, as the WGAN-GP image
+    #: code (Gulrajani et al. 2017, gan_cifar_resnet.py: ``1 - step/steps``) and SN-GAN's
+    #: code (Miyato et al. 2018, sngan_projection: Adam's α shifted linearly to 0) do
+    lr_decay: Literal["none", "linear"] = "none"
+    #: where the linear decay begins, as a fraction of ``steps`` (0: from the first step)
+    lr_decay_start: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 @dataclass(frozen=True)

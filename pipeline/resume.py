@@ -25,7 +25,11 @@ RESUMABLE_CHANGES = (
 
 #: settings added after checkpoints were written, with the value that trains as before:
 #: a checkpoint without the key was trained with it
-ADDED_SETTINGS: dict[str, Any] = {"train.g_ema": 0.0}
+ADDED_SETTINGS: dict[str, Any] = {
+    "train.g_ema": 0.0,
+    "train.lr_decay": "none",
+    "train.lr_decay_start": 0.0,
+}
 
 
 def check_resumable(exp: Experiment, state: dict[str, Any]) -> None:

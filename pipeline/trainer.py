@@ -132,6 +132,8 @@ class Trainer:
             exp.plugins["optimizer.generator"].instantiate().build(self.generator.parameters())
         )
         self.opt_d = exp.plugins["optimizer.critic"].instantiate().build(self.critic.parameters())
+        #: each optimizer's param-group rates as built: ``train.lr_decay`` scales these
+        self.base_lrs = [[g["lr"] for g in opt.param_groups] for opt in (self.opt_g, self.opt_d)]
         #: the generator's moving average (``train.g_ema``), torch's own AveragedModel
         self.ema = generator_average(self.generator, cfg.g_ema)
         self.metrics: list[Metric] = [m.cls(exp.metric_settings.get(m.name)) for m in exp.metrics]
@@ -148,6 +150,28 @@ class Trainer:
         if warm and (step < 25 or step % 500 == 0):
             return warm
         return self.cfg.n_critic
+
+    def lr_factor(self, step: int) -> float:
+        """The factor ``train.lr_decay`` puts on the learning rates at generator step
+        ``step`` (0-based): 1, or under ``linear`` 1 until ``lr_decay_start · steps``, then
+        falling linearly to 0 at ``steps`` (Gulrajani et al. 2017; Miyato et al. 2018).
+
+        A pure function of the step, set before each step: a resumed run gets the same rates
+        without state of its own (torch's ``LambdaLR`` would checkpoint a step counter that
+        duplicates ``step``). A resume that raises ``train.steps`` stretches the schedule.
+        """
+        if self.cfg.lr_decay == "none":
+            return 1.0
+        start = self.cfg.lr_decay_start * self.cfg.steps
+        if step < start:
+            return 1.0
+        return max(0.0, 1.0 - (step - start) / (self.cfg.steps - start))
+
+    def _set_learning_rates(self) -> None:
+        factor = self.lr_factor(self.step)
+        for opt, bases in zip((self.opt_g, self.opt_d), self.base_lrs, strict=True):
+            for group, base in zip(opt.param_groups, bases, strict=True):
+                group["lr"] = base * factor
 
     # -- one generator step ---------------------------------------------------------
     def _score(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
@@ -170,6 +194,8 @@ class Trainer:
         G, D, loss, constraint = self.generator, self.critic, self.loss, self.constraint
         zero = torch.zeros((), device=self.device)
         d_loss = penalty = zero
+        if self.cfg.lr_decay != "none":
+            self._set_learning_rates()
         for p in D.parameters():
             p.requires_grad_(True)
         for _ in range(self.critic_steps(self.step)):

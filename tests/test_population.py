@@ -264,6 +264,7 @@ def extra_registry():
         ("loss={name: item_loss}", "loss", "item_loss"),
         ("model.g_batch_norm=true", "model.g_batch_norm", "batch norm"),
         ("train.g_ema=0.999", "train.g_ema", "generator average"),
+        ("train.lr_decay=linear", "train.lr_decay", "learning-rate decay"),
     ],
 )
 def test_a_plugin_without_population_form_is_refused_by_name(

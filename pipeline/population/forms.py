@@ -95,6 +95,11 @@ def check_population_forms(exp: Experiment) -> None:
         raise ConfigError(
             "train.g_ema", "the generator average has no population form; run without --population"
         )
+    if exp.train.lr_decay != "none":
+        raise ConfigError(
+            "train.lr_decay",
+            "the learning-rate decay has no population form; run without --population",
+        )
 
 
 def structure_key(exp: Experiment) -> str:
