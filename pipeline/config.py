@@ -289,6 +289,13 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
     metric_choices = (
         None if data.get("metrics") is None else _metric_choices(data["metrics"], registry)
     )
+    pack = getattr(plugins["model"].settings, "pack", 1)
+    if isinstance(pack, int) and pack > 1 and train.batch_size % pack:
+        raise ConfigError(
+            "train.batch_size",
+            f"must be a multiple of model.pack ({pack}): the critic scores packs of "
+            f"{pack} real or {pack} fake samples (PacGAN); got {train.batch_size}",
+        )
     tune = data.get("tune") or {}
     if not isinstance(tune, dict):
         raise ConfigError("tune", "must be a mapping")

@@ -29,6 +29,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "train.g_ema": 0.0,
     "train.lr_decay": "none",
     "train.lr_decay_start": 0.0,
+    "model.pack": 1,
 }
 
 

@@ -177,7 +177,10 @@ class Trainer:
     def _score(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
         if self.single_pass:
             scores = self.critic(torch.cat([real, fake]))
-            return scores[: real.shape[0]], scores[real.shape[0] :]
+            # real and fake batches are equal: the first half of the scores is the real
+            # one's (a packing critic, PacGAN's m, gives n/m scores per batch)
+            half = scores.shape[0] // 2
+            return scores[:half], scores[half:]
         return self.critic(real), self.critic(fake)
 
     def _sample_real(self) -> Tensor:

@@ -265,6 +265,7 @@ def extra_registry():
         ("model.g_batch_norm=true", "model.g_batch_norm", "batch norm"),
         ("train.g_ema=0.999", "train.g_ema", "generator average"),
         ("train.lr_decay=linear", "train.lr_decay", "learning-rate decay"),
+        ("model.pack=2", "model.pack", "PacGAN packing"),
     ],
 )
 def test_a_plugin_without_population_form_is_refused_by_name(

@@ -91,6 +91,10 @@ def check_population_forms(exp: Experiment) -> None:
         raise ConfigError(
             "model.g_batch_norm", "batch norm has no population form; run without --population"
         )
+    if getattr(model.settings, "pack", 1) > 1:
+        raise ConfigError(
+            "model.pack", "PacGAN packing has no population form; run without --population"
+        )
     if exp.train.g_ema > 0:
         raise ConfigError(
             "train.g_ema", "the generator average has no population form; run without --population"

@@ -12,7 +12,10 @@ experiments); the authors' toy script ``gan_toy.py`` (8gaussians, 25gaussians,
 swissroll) uses ``λ = 0.1`` instead, so set ``weight: 0.1`` for the WGAN-GP toy-scale
 datasets. The norm is taken over all
 non-batch dimensions, so the same code serves 2-D points ``(n, 2)`` and images
-``(n, c, h, w)``.
+``(n, c, h, w)``. A packed critic (PacGAN, Lin et al. 2018: ``pack`` m, see the ``mlp``
+model) is a function of m samples at once: α is still drawn per sample, and the norm is
+taken over each packed input (its m samples' gradients together), the input the critic
+must be 1-Lipschitz in.
 """
 
 from __future__ import annotations
@@ -122,7 +125,8 @@ def gradient_penalty(
     x_hat = interpolate(real, fake, generator)
     scores = critic(x_hat)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    grad_norm = grad.flatten(start_dim=1).norm(2, dim=1)
+    # one norm per score: per sample, or per packed input of a PacGAN critic
+    grad_norm = grad.reshape(scores.shape[0], -1).norm(2, dim=1)
     return (grad_norm - 1).pow(2).mean()
 
 

@@ -10,6 +10,12 @@ adversarial networks", Table 1 setup: 4×400 with batch norm + ReLU, critic 3×2
 ``g_width: 400, g_depth: 4, g_batch_norm: true, d_width: 200, d_depth: 3``. Their
 discriminator uses maxout units; ours uses ReLU (or leaky ReLU), not maxout.
 
+PacGAN's packing (Lin et al. 2018, Section 3) is ``pack: m``: the critic scores m samples at
+once, concatenated (its first layer takes m times the sample size), real with real and fake
+with fake; ``pack: 1`` is the ordinary critic, unchanged. The batch size must be a multiple
+of m (checked when the experiment is loaded). PacGAN2 and PacGAN4 are ``pack: 2`` and
+``pack: 4`` on the PacGAN nets above.
+
 The generator's last layer is linear for points; for image shapes ``(c, h, w)`` it ends
 with tanh, since images are scaled to [-1, 1]. Batch norm, when on, sits between each
 hidden Linear and its ReLU (generator only). The critic never has batch norm, so it
@@ -41,6 +47,9 @@ class MLPSettings(Settings):
     d_depth: int = Field(default=3, ge=1)
     #: critic hidden activation; ReLU in gan_toy.py (leaky_relu uses slope 0.2)
     d_activation: Literal["relu", "leaky_relu"] = "relu"
+    #: PacGAN's packing degree m (Lin et al. 2018): the critic scores m samples
+    #: concatenated; 1 (no packing) as in gan_toy.py; PacGAN2/3/4 use 2/3/4
+    pack: int = Field(default=1, ge=1)
 
 
 class MLP(Model):
@@ -56,12 +65,13 @@ class MLP(Model):
         from pipeline_plugins.models.mlp_nets import MLPCritic, MLPGenerator
 
         generator = MLPGenerator(s.noise_dim, shape, s.g_width, s.g_depth, s.g_batch_norm)
-        critic = MLPCritic(shape, s.d_width, s.d_depth, s.d_activation)
+        critic = MLPCritic(shape, s.d_width, s.d_depth, s.d_activation, pack=s.pack)
         return ModelPair(
             generator=generator,
             critic=critic,
             noise_dim=s.noise_dim,
-            critic_batch_independent=True,  # the critic has no batch norm
+            # no batch norm in the critic: each sample (each pack of m) is scored alone
+            critic_batch_independent=True,
         )
 
 

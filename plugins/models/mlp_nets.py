@@ -43,7 +43,12 @@ class MLPGenerator(nn.Module):
 
 
 class MLPCritic(nn.Module):
-    """Samples ``(n, *data_shape)`` → unbounded scores ``(n,)``."""
+    """Samples ``(n, *data_shape)`` → unbounded scores ``(n / pack,)``.
+
+    With ``pack`` m > 1 (PacGAN, Lin et al. 2018) consecutive runs of m samples are
+    concatenated into one input and get one score; ``pack`` is public so that a penalty can
+    take the gradient norm per packed input (``gradient_penalty``).
+    """
 
     def __init__(
         self,
@@ -51,10 +56,13 @@ class MLPCritic(nn.Module):
         width: int,
         depth: int,
         activation: Literal["relu", "leaky_relu"],
+        pack: int = 1,
     ) -> None:
         super().__init__()
+        #: samples per score (PacGAN's m)
+        self.pack = pack
         layers: list[nn.Module] = []
-        fan_in = math.prod(data_shape)
+        fan_in = math.prod(data_shape) * pack
         for _ in range(depth):
             layers.append(nn.Linear(fan_in, width))
             layers.append(nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.2))
@@ -63,4 +71,12 @@ class MLPCritic(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(1)).squeeze(-1)
+        flat = x.flatten(1)
+        if self.pack > 1:
+            if flat.shape[0] % self.pack:
+                raise ValueError(
+                    f"model.pack: the critic scores packs of {self.pack} samples; "
+                    f"got a batch of {flat.shape[0]}"
+                )
+            flat = flat.reshape(flat.shape[0] // self.pack, -1)
+        return self.net(flat).squeeze(-1)
