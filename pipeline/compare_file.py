@@ -228,7 +228,10 @@ def load_comparison(path: str | Path, overrides: tuple[str, ...] | list[str] = (
     if not isinstance(raw.get("seeds"), list):
         # a count of seeds: new ones after the seed the trials ran with, so the seed that
         # won the tuning is not counted again (Lucic et al. 2018 re-run the best on new seeds)
-        first = int((base.get("train") or {}).get("seed", 0)) + 1
+        # (seeds per trial, tune.seeds k: the trials ran on train.seed … train.seed + k - 1)
+        trial_seeds = (base.get("tune") or {}).get("seeds", 1)
+        trial_seeds = trial_seeds if isinstance(trial_seeds, int) and trial_seeds > 0 else 1
+        first = int((base.get("train") or {}).get("seed", 0)) + trial_seeds
         spec = spec.model_copy(update={"seeds": [first + i for i in range(len(spec.seeds))]})
     comparison = Comparison(spec, base, path)
     from pipeline.tune_factories import PRUNERS, SAMPLERS

@@ -36,8 +36,9 @@ ADDED_SETTINGS: dict[str, Any] = {
 def check_resumable(exp: Experiment, state: dict[str, Any]) -> None:
     """Refuse to resume a checkpoint under other hyperparameters (mimicry's rule): only
     the budget, device and logging cadence may change, and the step must lie ahead."""
-    old = ADDED_SETTINGS | flatten({k: v for k, v in state["config"].items() if k != "tune"})
     new = flatten({k: v for k, v in exp.resolved.items() if k != "tune"})
+    added = {k: v for k, v in ADDED_SETTINGS.items() if k in new}  # model.pack: mlp only
+    old = added | flatten({k: v for k, v in state["config"].items() if k != "tune"})
     changed = sorted(
         k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
     )

@@ -137,6 +137,10 @@ class TuneSpec(BaseModel):
 
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     params: dict[str, ParamSpec] = Field(default_factory=dict)
+    #: seeds per trial: each trial trains on train.seed … train.seed + seeds - 1 and
+    #: reports the mean (:mod:`pipeline.trial_seeds`); Kurach et al. 2019 train each
+    #: setting on 5 seeds. 1: one seed per trial, as Optuna's examples do
+    seeds: int = Field(1, ge=1)
 
 
 @dataclass(frozen=True)

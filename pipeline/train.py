@@ -17,7 +17,7 @@ from pipeline.blame import blame_plugins
 from pipeline.config import Experiment
 from pipeline.interrupt import TrainingInterrupted, stop_on_signals
 from pipeline.tracking import RunTracker, TrackingSettings, TrackingUnavailable
-from pipeline.trainer import EvalCallback, Trainer, TrainResult
+from pipeline.trainer import CombineEval, EvalCallback, Trainer, TrainResult
 from pipeline.trial_record import RECORD_TAG
 from pipeline.unsent import keep_unsent
 
@@ -56,6 +56,7 @@ def run_training(
     on_run_started: Callable[[str], None] | None = None,
     resume_state: dict[str, Any] | None = None,
     trial: bool = False,
+    combine_eval: CombineEval | None = None,
 ) -> TrainResult:
     """Train one experiment as one MLflow run (or untracked with ``tracking=None``).
 
@@ -65,6 +66,9 @@ def run_training(
 
     ``resume_state`` (a checkpoint checked with :func:`pipeline.resume.check_resumable`) continues a
     run from its step, nets, optimizers and RNG states, as a new MLflow run.
+
+    ``combine_eval`` turns each evaluation's metrics into what the run records, the
+    callbacks see and the result holds (seeds per trial: :mod:`pipeline.trial_seeds`).
 
     The run ends FINISHED on success, FAILED on an exception or a non-finite loss (the
     reason as the ``failure_reason`` tag), KILLED on Ctrl-C or SIGTERM: in the main
@@ -90,6 +94,7 @@ def run_training(
                 on_eval=on_eval,
                 write_artifacts=tracking is not None,
                 trial=trial,
+                combine_eval=combine_eval,
             )
             if resume_state is not None:
                 trainer.restore(resume_state)

@@ -48,6 +48,10 @@ _GLOBAL_RNG = threading.Lock()
 #: called after each evaluation with (generator step, metrics); may raise to stop
 EvalCallback = Callable[[int, dict[str, float]], None]
 
+#: turns an evaluation's metrics into what the run records and reports (seeds per trial:
+#: the mean over the trial's seeds, each seed's values and their standard error)
+CombineEval = Callable[[int, dict[str, float]], dict[str, float]]
+
 
 @dataclass
 class TrainResult:
@@ -75,6 +79,7 @@ class Trainer:
         on_eval: EvalCallback | None = None,
         write_artifacts: bool = True,
         trial: bool = False,
+        combine_eval: CombineEval | None = None,
     ) -> None:
         self.exp = experiment
         #: draw plots and write samples, curves and the final checkpoint into ``workdir``
@@ -91,6 +96,7 @@ class Trainer:
         self.history = self.run_log.history
         self.progress = progress
         self.on_eval = on_eval
+        self.combine_eval = combine_eval
         self.evaluations: list[tuple[int, dict[str, float]]] = []
         #: set by a signal (see :func:`pipeline.interrupt.stop_on_signals`); read between steps
         self.stop = StopRequest()
@@ -297,6 +303,8 @@ class Trainer:
                     buffer, buffer_steps, extras = [], [], []
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     final_metrics, samples = self.evaluate()
+                    if self.combine_eval:
+                        final_metrics = self.combine_eval(self.step, final_metrics)
                     self.evaluations.append((self.step, final_metrics))
                     self.run_log.evaluation(self.step, final_metrics)
                     if bar is not None:

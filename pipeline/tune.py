@@ -39,9 +39,11 @@ from pipeline.blame import PluginRuntimeError
 from pipeline.config import apply_overrides, load_yaml, validate
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.registry import Registry
+from pipeline.resume import ADDED_SETTINGS
 from pipeline.search_space import build_search_space
 from pipeline.storage import check_artifact_location, parse_storage
 from pipeline.tracking import RunTracker, TrackingSettings, client_for
+from pipeline.trial_seeds import SeedGroup, per_seed, run_seed_group
 from pipeline.tune_factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, make_pruner, make_sampler
 from pipeline.tune_report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.urls import mask_url, scrub
@@ -160,8 +162,11 @@ class Tuner:
             study.set_user_attr("base_config", base)
             study.set_user_attr("search_space", space)
             return
+        # a study started before a setting existed ran with the value that trains as before
+        known = {k: v for k, v in ADDED_SETTINGS.items() if k in base} | known
+        known_space = {"seeds": 1} | study.user_attrs.get("search_space", {})
         changed = sorted(k for k in set(base) | set(known) if base.get(k) != known.get(k))
-        if changed or study.user_attrs.get("search_space") != space:
+        if changed or known_space != space:
             what = ", ".join(changed[:5]) if changed else "the tune: space"
             raise ConfigError(
                 "--study-name",
@@ -241,8 +246,11 @@ class Tuner:
         dead_trials.mark_worker(trial)
         retry_of = trial.user_attrs.get(dead_trials.RETRY_OF_ATTR)
         values = self.space.suggest(trial)
-        exp = validate(self.space.apply(values), self.registry)
+        tree = self.space.apply(values)
+        exp = validate(tree, self.registry)
         metric = self.space.metric
+        seeds = [exp.train.seed + i for i in range(self.space.spec.seeds)]
+        group = SeedGroup(seeds) if len(seeds) > 1 else None
 
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             value = self.space.value(metrics)
@@ -256,12 +264,12 @@ class Tuner:
         def started(run_id: str) -> None:
             trial.set_user_attr("mlflow_run_id", run_id)
 
-        try:
-            result = run_training(
+        def train():
+            return run_training(
                 exp,
                 tracking=self.tracking,
                 progress=False,
-                on_eval=on_eval,
+                on_eval=on_eval if group is None else group.decided(on_eval_seeds),
                 parent_run_id=self.parent.run_id if self.parent else None,
                 run_name=f"trial {trial.number}",
                 extra_tags={
@@ -269,13 +277,35 @@ class Tuner:
                     "optuna.trial_number": str(trial.number),
                     "optuna.params": json.dumps(values),
                 }
-                | ({} if retry_of is None else {"optuna.retry_of": str(retry_of)}),
+                | ({} if retry_of is None else {"optuna.retry_of": str(retry_of)})
+                | ({} if group is None else {"trial.seeds": ",".join(map(str, seeds))}),
                 extra_params={f"trial.{k}": v for k, v in values.items()}
                 | {"trial.number": trial.number},
                 status_for=lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else None,
                 on_run_started=started,
                 trial=True,
+                combine_eval=None if group is None else group.combine(0),
             )
+
+        def on_eval_seeds(step: int, metrics: dict[str, float]) -> None:
+            # Optuna's trial holds each seed's values and objective (the run has them too)
+            by_seed = per_seed(seeds, metrics)
+            trial.set_user_attr("seed_metrics", by_seed)
+            trial.set_user_attr(
+                "seed_objectives", {s: self.space.value(m) for s, m in by_seed.items()}
+            )
+            on_eval(step, metrics)
+
+        try:
+            if group is None:
+                result = train()
+            else:
+                trial.set_user_attr("seeds", seeds)
+                others = [
+                    validate(apply_overrides(tree, [f"train.seed={seed}"]), self.registry)
+                    for seed in seeds[1:]
+                ]
+                result = run_seed_group(group, others, train)
         except (NonFiniteLossError, PluginRuntimeError) as exc:
             # FAIL in Optuna; the reason (naming the plugin) goes into the trial's line
             trial.set_user_attr("fail_reason", str(exc))

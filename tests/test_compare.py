@@ -438,3 +438,12 @@ def test_shipped_comparison_files_load(name):
         assert (model["g_width"], model["g_depth"], model["g_batch_norm"]) == (400, 4, True)
         assert (model["d_width"], model["d_depth"]) == (200, 3)
     assert {r.name for r in comparison.spec.references} >= {"VEEGAN", "PacGAN4"}
+
+
+def test_new_seeds_come_after_every_seed_a_trial_trained_on():
+    """seeds: 5 with tune.seeds 3 and train.seed 0: the trials trained on 0, 1 and 2, so
+    the re-trainings are seeds 3..7 (one seed per trial: 1..5)."""
+    file = EXPERIMENTS / "compare_losses_ring8.yaml"
+    assert load_comparison(file).spec.seeds == [1, 2, 3, 4, 5]
+    three = load_comparison(file, ["train.seed=0", "tune.seeds=3"])
+    assert three.spec.seeds == [3, 4, 5, 6, 7]

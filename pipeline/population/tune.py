@@ -44,6 +44,11 @@ class PopulationTuner(MemberHooks):
             raise ConfigError("--population", f"must be ≥ 1 (got {size})")
         if tuner.options.n_jobs > 1:
             raise ConfigError("--population", "trains in one process; leave --n-jobs at 1")
+        if tuner.space.spec.seeds > 1:
+            raise ConfigError(
+                "tune.seeds",
+                "seeds per trial has no --population form yet; run without --population",
+            )
         self.tuner = tuner
         self.size = size
         self.asked = 0
