@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench-quick clean
+.PHONY: install demo test docs lint format bench-quick clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,postgres,redis]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,docs,postgres,redis]"
 	touch $(STAMP)
 
 demo: install
@@ -25,7 +25,12 @@ demo: install
 
 test: install
 	$(BIN)/ruff check pipeline plugins tests benchmarks
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -q
+
+# The site (mkdocs.yml) into site/; --strict: a broken link or anchor is an error.
+docs: install
+	$(BIN)/mkdocs build --strict
 
 lint: install
 	$(BIN)/ruff check pipeline plugins tests benchmarks
@@ -39,4 +44,4 @@ bench-quick: install
 	$(BIN)/python benchmarks/overhead.py --quick
 
 clean:
-	rm -rf $(VENV) mlflow.db mlflow.db.*.lock mlartifacts optuna.journal* .pytest_cache .ruff_cache
+	rm -rf $(VENV) site mlflow.db mlflow.db.*.lock mlartifacts optuna.journal* .pytest_cache .ruff_cache
