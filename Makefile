@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Material prints a banner about its end of life (May 2027) on every build; the variable hides it.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
 .PHONY: install demo test docs lint format bench-quick clean
 
@@ -25,12 +27,12 @@ demo: install
 
 test: install
 	$(BIN)/ruff check pipeline plugins tests benchmarks
-	$(BIN)/mkdocs build --strict --quiet
+	$(MKDOCS) build --strict --quiet
 	$(BIN)/pytest -q
 
 # The site (mkdocs.yml) into site/; --strict: a broken link or anchor is an error.
 docs: install
-	$(BIN)/mkdocs build --strict
+	$(MKDOCS) build --strict
 
 lint: install
 	$(BIN)/ruff check pipeline plugins tests benchmarks
