@@ -56,6 +56,4 @@ if griffe is not None:
             if not doc and "#:" in lines[attr.lineno - 1]:
                 doc = [lines[attr.lineno - 1].split("#:", 1)[1].strip()]
             if doc:
-                attr.docstring = griffe.Docstring(
-                    "\n".join(doc), lineno=attr.lineno, parent=attr
-                )
+                attr.docstring = griffe.Docstring("\n".join(doc), lineno=attr.lineno, parent=attr)
