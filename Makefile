@@ -3,14 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Material prints a banner about its end of life (May 2027) on every build; the variable hides it.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: install demo test lint format bench-quick clean
+.PHONY: install demo test docs lint format bench-quick clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,postgres,redis]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,docs,postgres,redis]"
 	touch $(STAMP)
 
 demo: install
@@ -25,7 +27,12 @@ demo: install
 
 test: install
 	$(BIN)/ruff check pipeline plugins tests benchmarks
+	$(MKDOCS) build --strict --quiet
 	$(BIN)/pytest -q
+
+# The site (mkdocs.yml) into site/; --strict: a broken link or anchor is an error.
+docs: install
+	$(MKDOCS) build --strict
 
 lint: install
 	$(BIN)/ruff check pipeline plugins tests benchmarks
@@ -39,4 +46,4 @@ bench-quick: install
 	$(BIN)/python benchmarks/overhead.py --quick
 
 clean:
-	rm -rf $(VENV) mlflow.db mlflow.db.*.lock mlartifacts optuna.journal* .pytest_cache .ruff_cache
+	rm -rf $(VENV) site mlflow.db mlflow.db.*.lock mlartifacts optuna.journal* .pytest_cache .ruff_cache
