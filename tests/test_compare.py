@@ -425,14 +425,18 @@ def test_shipped_comparison_files_load(name):
     assert len(SHIPPED) >= 2
     comparison = load_comparison(EXPERIMENTS / name)
     experiments = check_variants(comparison)
-    assert set(experiments) == {"gan", "wgan_clip", "wgan_gp", "sngan"}
+    assert set(experiments) == {"gan", "wgan_clip", "wgan_gp", "sngan", "pacgan2", "pacgan4"}
     constraints = {v: e.plugins["constraint"].info.name for v, e in experiments.items()}
     assert constraints == {
         "gan": "none",
         "wgan_clip": "weight_clipping",
         "wgan_gp": "gradient_penalty",
         "sngan": "spectral_norm",
+        "pacgan2": "none",
+        "pacgan4": "none",
     }
+    packs = {v: e.resolved["model"]["pack"] for v, e in experiments.items()}
+    assert packs == {"gan": 1, "wgan_clip": 1, "wgan_gp": 1, "sngan": 1, "pacgan2": 2, "pacgan4": 4}
     for exp in experiments.values():  # PacGAN's generator and 3×200 critic
         model = exp.resolved["model"]
         assert (model["g_width"], model["g_depth"], model["g_batch_norm"]) == (400, 4, True)
