@@ -25,6 +25,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check pipeline plugins tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 lint: install

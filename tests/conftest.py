@@ -52,7 +52,7 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def registry():
-    from pipeline.registry import default_registry
+    from pipeline.host.registry import default_registry
 
     return default_registry()
 
@@ -60,7 +60,7 @@ def registry():
 @pytest.fixture(scope="session")
 def shared_store(tmp_path_factory):
     """One real MLflow SQLite store for the whole session (creating one costs seconds)."""
-    from pipeline.tracking import TrackingSettings
+    from pipeline.tracking.client import TrackingSettings
 
     root = tmp_path_factory.mktemp("mlflow")
     return TrackingSettings(

@@ -22,8 +22,8 @@ import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli import main
-from pipeline.registry import reset_default_registry
+from pipeline.cli.commands import main
+from pipeline.host.registry import reset_default_registry
 from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, tiny
 
 EXAMPLE = ROOT / "examples" / "gan-pipeline-extras"
