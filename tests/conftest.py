@@ -11,6 +11,10 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+#: plugin packages kept as fixtures run their own tests, in their own process
+#: (test_plugin_contract_fixture.py), not as part of this suite
+collect_ignore = ["fixtures"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def classifier_cache(tmp_path_factory) -> Iterator[Path]:
