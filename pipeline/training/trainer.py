@@ -1,5 +1,6 @@
-"""The trainer: builds an experiment's plugins and runs the training loop, the one place
-that calls ``backward()`` and ``step()``.
+"""The trainer: builds an experiment's plugins and runs the training loop. Its step is
+:func:`pipeline.training.step.gan_step`, the one place that calls ``backward()`` and
+``step()``, shared with the population's stacked nets.
 
 n_critic critic steps per generator step; the constraint acts where it belongs (wraps
 the critic at build time, adds a penalty to the critic loss, or acts after the critic
@@ -39,6 +40,7 @@ from pipeline.training.device import resolve_device
 from pipeline.training.generator_average import generator_average
 from pipeline.training.interrupt import StopRequest, TrainingInterrupted
 from pipeline.training.run_log import RunEnd, RunLog, progress_bar
+from pipeline.training.step import SingleNets, gan_step
 from pipeline.training.step_values import STEP_KEYS, check_finite
 from pipeline.types import Constraint, Dataset, Loss, Metric, ModelPair
 
@@ -151,64 +153,39 @@ class Trainer:
         return self.cfg.n_critic
 
     # -- one generator step ---------------------------------------------------------
-    def _score(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
-        if self.single_pass:
-            scores = self.critic(torch.cat([real, fake]))
-            return scores[: real.shape[0]], scores[real.shape[0] :]
-        return self.critic(real), self.critic(fake)
+    def real_batch(self) -> Tensor:
+        """The next real batch, on the host, from this training's data generator."""
+        return self.dataset.sample(self.cfg.batch_size, self.data_rng)
 
-    def _sample_real(self) -> Tensor:
-        real = self.dataset.sample(self.cfg.batch_size, self.data_rng)
-        return real.to(self.device, non_blocking=True)
-
-    def _noise(self) -> Tensor:
+    def noise_batch(self) -> Tensor:
+        """The next noise batch, on the device, from this training's own generator."""
         return torch.randn(
             self.cfg.batch_size, self.noise_dim, device=self.device, generator=self.train_rng
         )
 
+    def _sample_real(self) -> Tensor:
+        return self.real_batch().to(self.device, non_blocking=True)
+
     def train_step(self, measure: bool) -> tuple[list[Tensor], dict[str, Tensor]]:
-        """One generator step with its critic steps; returns detached values (no sync)."""
-        G, D, loss, constraint = self.generator, self.critic, self.loss, self.constraint
-        zero = torch.zeros((), device=self.device)
-        d_loss = penalty = zero
-        for p in D.parameters():
-            p.requires_grad_(True)
-        for _ in range(self.critic_steps(self.step)):
-            real = self._sample_real()
-            with torch.no_grad():
-                fake = G(self._noise())
-            real_scores, fake_scores = self._score(real, fake)
-            d_loss = loss.critic_loss(real_scores, fake_scores)
-            pen = constraint.penalty(D, real, fake)
-            total = d_loss if pen is None else d_loss + pen
-            self.opt_d.zero_grad(set_to_none=True)
-            total.backward()
-            self.opt_d.step()
-            constraint.after_critic_step(D)
-            penalty = zero if pen is None else pen
-        extra: dict[str, Tensor] = {}
-        if measure:
-            extra["grad_norm/critic"] = _grad_norm(D)
-        # generator step: the critic's weights need no gradients here
-        for p in D.parameters():
-            p.requires_grad_(False)
-        fake = G(self._noise())
-        if loss.needs_real_scores:
-            real_scores, fake_scores = self._score(self._sample_real(), fake)
-        else:
-            real_scores, fake_scores = None, D(fake)
-        g_loss = loss.generator_loss(fake_scores, real_scores)
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.opt_g.step()
-        if self.ema is not None:
-            self.ema.update_parameters(G)
-        if measure:
-            extra["grad_norm/generator"] = _grad_norm(G)
-            extra.update(constraint.diagnostics(D))
-        w_est = -d_loss.detach() if loss.estimates_wasserstein else zero
+        """One generator step with its critic steps (:func:`pipeline.training.step.gan_step`);
+        returns detached values (no sync)."""
+        nets = SingleNets(
+            generator=self.generator,
+            critic=self.critic,
+            loss=self.loss,
+            constraint=self.constraint,
+            opt_g=self.opt_g,
+            opt_d=self.opt_d,
+            ema=self.ema,
+            single_pass=self.single_pass,
+            device=self.device,
+            rounds=self.critic_steps(self.step),
+            draw_real=self._sample_real,
+            draw_noise=self.noise_batch,
+        )
+        values = gan_step(nets, measure)
         self.step += 1
-        return [d_loss.detach(), g_loss.detach(), penalty.detach(), w_est], extra
+        return values.row(), values.extra
 
     # -- evaluation -------------------------------------------------------------------
     @property
@@ -392,8 +369,3 @@ class Trainer:
 
     def save_checkpoint(self, path: Path) -> Path:
         return save_checkpoint(path, self.checkpoint_state())
-
-
-def _grad_norm(module: nn.Module) -> Tensor:
-    """The 2-norm of all gradients of ``module`` together (0 when there are none)."""
-    return nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])

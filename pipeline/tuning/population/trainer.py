@@ -4,11 +4,13 @@ draw for draw.
 Each member is built by a :class:`~pipeline.training.trainer.Trainer` of its own experiment (the
 same seeding, weight initialisation, spectral norm ``u``/``v``, data and training
 ``torch.Generator``, metrics and evaluation noise as a single training of that seed);
-its nets are then copied into one slot of the stacks. A step of the population is, for
-every active member, what ``Trainer.train_step`` does, in the same order of random
-draws: per critic step the real batch (member's data generator), the noise, the
-penalty's α (member's training generator); then the generator step's noise (and real
-batch for relativistic losses). Members with fewer critic steps (``n_critic``, warm-up)
+its nets are then copied into one slot of the stacks. A step of the population is
+:func:`pipeline.training.step.gan_step`, the step of a single training, with this class as
+its :class:`~pipeline.training.step.StepNets`: the same order of random draws, per critic
+step the real batch (member's data generator), the noise, the penalty's α (member's
+training generator); then the generator step's noise (and real batch for relativistic
+losses). The members' draws go through their builds' public ``real_batch`` and
+``noise_batch``. Members with fewer critic steps (``n_critic``, warm-up)
 are masked out of the extra ones: they draw nothing, and their weights, optimizer state
 and spectral-norm vectors stay as they are. Slots may be at different steps (a slot takes
 a new member when one ends: :meth:`PopulationTrainer.set_member`).
@@ -23,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.experiment.config import Experiment
 from pipeline.training.device import resolve_device
+from pipeline.training.step import Taking, gan_step
 from pipeline.training.step_values import STEP_KEYS
 from pipeline.training.trainer import Trainer
 from pipeline.tuning.population.forms import (
@@ -135,93 +138,107 @@ class PopulationTrainer:
         """Slot ``k`` idles (masked out of every step) until :meth:`set_member`."""
         self.members[k] = None
 
-    # -- one step of every active member ---------------------------------------------------
-    def _real(self, taking: list[bool]) -> Tensor:
+    # -- one step of every active member: StepNets for gan_step -------------------------
+    @property
+    def generator(self) -> StackedMLP:
+        return self.G
+
+    @property
+    def critic(self) -> StackedMLP:
+        return self.D
+
+    @property
+    def active(self) -> list[bool]:
+        """Which slots hold a member."""
+        return [m is not None for m in self.members]
+
+    def zeros(self) -> Tensor:
+        return torch.zeros(self.K, device=self.device)
+
+    def critic_rounds(self) -> list[Taking]:
+        counts = [m.single.critic_steps(m.step) if m is not None else 0 for m in self.members]
+        return [[c > i for c in counts] for i in range(max(counts, default=0))]
+
+    def select(self, taking: Taking) -> None:
+        self.D.set_mask(self.active if taking is None else taking)
+
+    def real(self, taking: Taking) -> Tensor:
         shape = (self.batch_size, *self.dataset.shape)
         parts = [
-            m.single.dataset.sample(self.batch_size, m.single.data_rng)
-            if take and m is not None
-            else torch.zeros(shape)
-            for m, take in zip(self.members, taking, strict=True)
+            m.single.real_batch() if take and m is not None else torch.zeros(shape)
+            for m, take in zip(self.members, taking or self.active, strict=True)
         ]
         return torch.stack(parts).to(self.device, non_blocking=True)
 
-    def _noise(self, taking: list[bool]) -> Tensor:
+    def noise(self, taking: Taking) -> Tensor:
         shape = (self.batch_size, self.noise_dim)
         parts = [
-            torch.randn(shape, device=self.device, generator=m.single.train_rng)
+            m.single.noise_batch()
             if take and m is not None
             else torch.zeros(shape, device=self.device)
-            for m, take in zip(self.members, taking, strict=True)
+            for m, take in zip(self.members, taking or self.active, strict=True)
         ]
         return torch.stack(parts)
 
-    def _score(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    def score(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
         if self.single_pass:
             scores = self.D(torch.cat([real, fake], dim=1))
             return scores[:, : real.shape[1]], scores[:, real.shape[1] :]
         return self.D(real), self.D(fake)
 
+    def critic_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return self.critic_term(real_scores, fake_scores)
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Tensor | None) -> Tensor:
+        if real_scores is None:
+            return self.generator_term(fake_scores)
+        return self.generator_term(fake_scores, real_scores)
+
     @property
     def rngs(self) -> list[torch.Generator]:
         return [m.single.train_rng if m is not None else None for m in self.members]
 
-    def train_step(self) -> tuple[Tensor, dict[str, Tensor], list[bool]]:
-        """One generator step of every active member: ``(K, len(STEP_KEYS))`` values,
-        diagnostics ``(K,)`` each (when a member measures), and which members measured."""
-        members = self.members
-        active = [m is not None for m in members]
-        counts = [m.single.critic_steps(m.step) if m is not None else 0 for m in members]
-        measure = [m is not None and m.measures() for m in members]
-        zero = torch.zeros(self.K, device=self.device)
-        d_loss = penalty = grad_norm_d = zero
-        self.D.requires_grad_(True)
-        for i in range(max(counts, default=0)):
-            taking = [c > i for c in counts]
-            self.D.set_mask(taking)
-            mask = self.D.mask
-            real = self._real(taking)
-            with torch.no_grad():
-                fake = self.G(self._noise(taking))
-            real_scores, fake_scores = self._score(real, fake)
-            d = self.critic_term(real_scores, fake_scores)
-            pen = self.constraint.penalty(self.D, real, fake, self.rngs)
-            total = d if pen is None else d + pen
-            for p in self.D.parameters():
-                p.grad = None
-            torch.where(mask, total, torch.zeros_like(total)).sum().backward()
-            self.opt_d.step(mask)
-            self.constraint.after_critic_step(self.D)
-            d_loss = torch.where(mask, d.detach(), d_loss)
-            penalty = torch.where(mask, zero if pen is None else pen.detach(), penalty)
-            if any(measure):
-                grad_norm_d = torch.where(mask, _grad_norms(self.D.parameters()), grad_norm_d)
-        extra: dict[str, Tensor] = {}
-        if any(measure):
-            extra["grad_norm/critic"] = grad_norm_d
-        # generator step: the critic's weights need no gradients here
-        self.D.requires_grad_(False)
-        self.D.set_mask(active)
-        mask = self.D.mask
-        fake = self.G(self._noise(active))
-        if self.loss.needs_real_scores:
-            real_scores, fake_scores = self._score(self._real(active), fake)
-            g_loss = self.generator_term(fake_scores, real_scores)
-        else:
-            g_loss = self.generator_term(self.D(fake))
+    def penalty(self, real: Tensor, fake: Tensor) -> Tensor | None:
+        return self.constraint.penalty(self.D, real, fake, self.rngs)
+
+    def critic_update(self, total: Tensor) -> None:
+        for p in self.D.parameters():
+            p.grad = None
+        torch.where(self.D.mask, total, torch.zeros_like(total)).sum().backward()
+        self.opt_d.step(self.D.mask)
+
+    def after_critic_step(self) -> None:
+        self.constraint.after_critic_step(self.D)
+
+    def generator_update(self, g_loss: Tensor) -> None:
         for p in self.G.parameters():
             p.grad = None
-        torch.where(mask, g_loss, torch.zeros_like(g_loss)).sum().backward()
-        self.opt_g.step(mask)
-        if any(measure):
-            extra["grad_norm/generator"] = _grad_norms(self.G.parameters())
-            extra.update(self.constraint.diagnostics(self.D))
-        w_est = -d_loss if self.loss.estimates_wasserstein else zero
+        torch.where(self.D.mask, g_loss, torch.zeros_like(g_loss)).sum().backward()
+        self.opt_g.step(self.D.mask)
+
+    def keep(self, new: Tensor, old: Tensor) -> Tensor:
+        return torch.where(self.D.mask, new, old)
+
+    def grad_norm(self, net: nn.Module) -> Tensor:
+        """Per member, the norm of the per-parameter gradient norms."""
+        norms = [p.grad.flatten(1).norm(dim=1) for p in net.parameters() if p.grad is not None]
+        return torch.linalg.vector_norm(torch.stack(norms), dim=0)
+
+    def diagnostics(self) -> dict[str, Tensor]:
+        return self.constraint.diagnostics(self.D)
+
+    def train_step(self) -> tuple[Tensor, dict[str, Tensor], list[bool]]:
+        """One generator step of every active member (:func:`pipeline.training.step.gan_step`):
+        ``(K, len(STEP_KEYS))`` values, diagnostics ``(K,)`` each (when a member measures),
+        and which members measured."""
+        members = self.members
+        measure = [m is not None and m.measures() for m in members]
+        values = gan_step(self, any(measure))
         for m in members:
             if m is not None:
                 m.step += 1
                 m.single.step = m.step
-        return torch.stack([d_loss, g_loss.detach(), penalty, w_est], dim=1), extra, measure
+        return torch.stack(values.row(), dim=1), values.extra, measure
 
     # -- evaluation ---------------------------------------------------------------------
     @torch.no_grad()
@@ -262,12 +279,6 @@ class PopulationTrainer:
 
     def close(self) -> None:
         self._tmp.cleanup()
-
-
-def _grad_norms(params: list[Tensor]) -> Tensor:
-    """Per member, the norm of the per-parameter gradient norms (``train._grad_norm``)."""
-    norms = [p.grad.flatten(1).norm(dim=1) for p in params if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(norms), dim=0)
 
 
 def step_keys() -> tuple[str, ...]:
