@@ -132,3 +132,34 @@ def interrupt_once_trials_start(proc, study_name: str, storage, count: int = 2) 
             proc.kill()
             proc.wait()
     return out
+
+
+def pip_install_target(package: Path, root: Path) -> Path:
+    """Install the plugin package in ``package`` for real into ``root/site`` and return it.
+
+    ``pip install --target`` (no index, no dependencies: gan-pipeline is already here) from
+    a copy in ``root/source``, so the package's own folder gets no build files; its
+    dist-info and entry points are real. Put the site folder on ``sys.path`` (or
+    ``PYTHONPATH``) for as long as a test needs the package.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    source = root / "source"
+    shutil.copytree(
+        package,
+        source,
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"),
+    )
+    site = root / "site"
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"),
+            *("--no-build-isolation", "--target", str(site), str(source)),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return site

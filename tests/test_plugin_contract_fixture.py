@@ -12,38 +12,20 @@ that breaks such a package fails here.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXPERIMENTS, ROOT, tiny
+from tests.conftest import EXPERIMENTS, ROOT, pip_install_target, tiny
 
 FIXTURE = ROOT / "tests" / "fixtures" / "contract-plugin"
 
 
 @pytest.fixture(scope="module")
 def fixture_site(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("contract-plugin")
-    source = root / "source"
-    shutil.copytree(
-        FIXTURE,
-        source,
-        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"),
-    )
-    site = root / "site"
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"),
-            *("--no-build-isolation", "--target", str(site), str(source)),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return site
+    return pip_install_target(FIXTURE, tmp_path_factory.mktemp("contract-plugin"))
 
 
 def environment(site: Path) -> dict[str, str]:
