@@ -40,4 +40,4 @@ bench-quick: install
 	$(BIN)/python benchmarks/overhead.py --quick
 
 clean:
-	rm -rf $(VENV) mlflow.db mlflow.db.*.lock mlartifacts optuna.journal* .pytest_cache .ruff_cache
+	rm -rf $(VENV) mlflow.db mlflow.db.*.lock mlartifacts optuna.journal* .pytest_cache .ruff_cache .grimp_cache .import_linter_cache
