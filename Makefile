@@ -28,6 +28,7 @@ demo: install
 test: install
 	$(BIN)/ruff check pipeline plugins tests benchmarks
 	$(MKDOCS) build --strict --quiet
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 # The site (mkdocs.yml) into site/; --strict: a broken link or anchor is an error.
@@ -46,4 +47,4 @@ bench-quick: install
 	$(BIN)/python benchmarks/overhead.py --quick
 
 clean:
-	rm -rf $(VENV) site mlflow.db mlflow.db.*.lock mlartifacts optuna.journal* .pytest_cache .ruff_cache
+	rm -rf $(VENV) site mlflow.db mlflow.db.*.lock mlartifacts optuna.journal* .pytest_cache .ruff_cache .grimp_cache .import_linter_cache

@@ -59,12 +59,12 @@ def spearman(x: list[float], y: list[float]) -> float:
 def run_study(args, work: Path) -> list:
     import optuna
 
-    from pipeline.compare_file import load_comparison
-    from pipeline.registry import default_registry
-    from pipeline.tune import TuneOptions, Tuner
+    from pipeline.compare.file import load_comparison
+    from pipeline.host.registry import default_registry
+    from pipeline.tuning.tuner import TuneOptions, Tuner
 
     comparison = load_comparison(args.file)
-    from pipeline.config import apply_overrides
+    from pipeline.experiment.config import apply_overrides
 
     tree = apply_overrides(comparison.variant_tree(args.variant), args.override)
     tree.setdefault("tune", {})["seeds"] = 2
@@ -73,9 +73,7 @@ def run_study(args, work: Path) -> list:
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     storage = str(work / "optuna.journal")
     registry = default_registry()
-    journal = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(storage)
-    )
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
     try:
         done = len(optuna.load_study(study_name=tree["name"], storage=journal).trials)
     except KeyError:
@@ -85,7 +83,10 @@ def run_study(args, work: Path) -> list:
             path,
             [],
             TuneOptions(
-                n_trials=args.trials - done, sampler="random", pruner="none", seed=args.seed + done,
+                n_trials=args.trials - done,
+                sampler="random",
+                pruner="none",
+                seed=args.seed + done,
                 storage=storage,
             ),
             registry=registry,
@@ -98,9 +99,9 @@ def run_study(args, work: Path) -> list:
 
 
 def retrain(args, work: Path, trials, path: Path, tree: dict) -> dict[str, dict[str, dict]]:
-    from pipeline.config import load_experiment
-    from pipeline.registry import default_registry
-    from pipeline.train import run_training
+    from pipeline.experiment.config import load_experiment
+    from pipeline.host.registry import default_registry
+    from pipeline.training.run import run_training
 
     registry = default_registry()
     cache_path = work / "retrain.json"
@@ -118,9 +119,7 @@ def retrain(args, work: Path, trials, path: Path, tree: dict) -> dict[str, dict[
             cache[key] = result.metrics
             cache_path.write_text(json.dumps(cache, indent=1))
             print(f"trial {trial.number} seed {seed}: {result.metrics}", flush=True)
-    return {
-        str(t.number): {str(s): cache[f"{t.number}/{s}"] for s in seeds} for t in trials
-    }
+    return {str(t.number): {str(s): cache[f"{t.number}/{s}"] for s in seeds} for t in trials}
 
 
 def analyse(trials, new: dict[str, dict[str, dict]], modes_total: int) -> dict:
@@ -163,7 +162,8 @@ def markdown(result: dict) -> str:
         p = e["picked_new"]
         cells = ["—" if math.isnan(e[c]) else f"{e[c]:+.2f}" for c in COLUMNS]
         lines.append(
-            f"| {label} | " + " | ".join(cells)
+            f"| {label} | "
+            + " | ".join(cells)
             + f" | {e['picked_trial']}: {p['modes']:.1f}, {p['hq_fraction']:.3f}, "
             f"{p['reverse_kl']:.3f} |"
         )

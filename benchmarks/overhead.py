@@ -44,11 +44,11 @@ import torch
 from reference_loop import CONSTRAINTS
 from reference_loop import train as script_train
 
-from pipeline.config import Experiment, load_yaml, validate
-from pipeline.registry import default_registry
-from pipeline.tracking import RunTracker, TrackingSettings
-from pipeline.train import run_tags
-from pipeline.trainer import Trainer
+from pipeline.experiment.config import Experiment, load_yaml, validate
+from pipeline.host.registry import default_registry
+from pipeline.tracking.client import RunTracker, TrackingSettings
+from pipeline.training.run import run_tags
+from pipeline.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "wgan_gp_grid25.yaml"

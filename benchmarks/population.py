@@ -37,10 +37,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline.population.tune import PopulationTuner
-from pipeline.registry import default_registry
-from pipeline.tracking import TrackingSettings
-from pipeline.tune import TuneOptions, Tuner
+from pipeline.host.registry import default_registry
+from pipeline.tracking.client import TrackingSettings
+from pipeline.tuning.population.tune import PopulationTuner
+from pipeline.tuning.tuner import TuneOptions, Tuner
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "wgan_gp_grid25.yaml"

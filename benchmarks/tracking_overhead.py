@@ -7,7 +7,7 @@ on: run creation, params, per-step metrics, the evaluation samples and the end-o
 files (``samples.npy``, per-step metrics, checkpoint). With tracking off the trainer skips
 every artifact (nobody would read them), so the difference is the whole price of tracking
 a trial. What a trial that becomes the best gets afterwards (its figures and generator,
-:func:`pipeline.trial_record.complete_trial_run`) is timed once at the end and reported on
+:func:`pipeline.training.trial_record.complete_trial_run`) is timed once at the end and reported on
 its own line: it is paid by the best trial only, outside its trial time.
 
 Rounds alternate the two arms (which one goes first alternates too); the result is the
@@ -45,11 +45,11 @@ from pathlib import Path
 
 from overhead import cpu_snapshot, others_cores
 
-from pipeline import tracking as tracking_module
-from pipeline.config import load_experiment
-from pipeline.registry import default_registry
-from pipeline.tracking import RunTracker, TrackingSettings
-from pipeline.train import run_training
+from pipeline.experiment.config import load_experiment
+from pipeline.host.registry import default_registry
+from pipeline.tracking.client import RunTracker, TrackingSettings
+from pipeline.tracking.client import client as tracking_module
+from pipeline.training.run import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "wgan_gp_grid25.yaml"
@@ -146,7 +146,7 @@ def main() -> None:
             )
         best_s = None
         if trial_kwargs:
-            from pipeline.trial_record import complete_trial_run
+            from pipeline.training.trial_record import complete_trial_run
 
             start = time.perf_counter()
             complete_trial_run(tracking, last_run[-1], default_registry())

@@ -167,7 +167,7 @@ class Optimizer(Plugin):
 
 
 class StackedNet(Protocol):
-    """The K stacked nets a population form sees (:mod:`pipeline.population.stacked`)."""
+    """The K stacked nets a population form sees (:mod:`pipeline.tuning.population.stacked`)."""
 
     #: the layers with weights, in order: each has ``weight`` ``(K, out, in)``, ``bias``
     #: ``(K, out)``, ``path`` (the module path in one member's net, e.g. ``net.0``) and

@@ -11,6 +11,10 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+#: plugin packages kept as fixtures run their own tests, in their own process
+#: (test_plugin_contract_fixture.py), not as part of this suite
+collect_ignore = ["fixtures"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def classifier_cache(tmp_path_factory) -> Iterator[Path]:
@@ -52,7 +56,7 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def registry():
-    from pipeline.registry import default_registry
+    from pipeline.host.registry import default_registry
 
     return default_registry()
 
@@ -60,7 +64,7 @@ def registry():
 @pytest.fixture(scope="session")
 def shared_store(tmp_path_factory):
     """One real MLflow SQLite store for the whole session (creating one costs seconds)."""
-    from pipeline.tracking import TrackingSettings
+    from pipeline.tracking.client import TrackingSettings
 
     root = tmp_path_factory.mktemp("mlflow")
     return TrackingSettings(
@@ -128,3 +132,34 @@ def interrupt_once_trials_start(proc, study_name: str, storage, count: int = 2) 
             proc.kill()
             proc.wait()
     return out
+
+
+def pip_install_target(package: Path, root: Path) -> Path:
+    """Install the plugin package in ``package`` for real into ``root/site`` and return it.
+
+    ``pip install --target`` (no index, no dependencies: gan-pipeline is already here) from
+    a copy in ``root/source``, so the package's own folder gets no build files; its
+    dist-info and entry points are real. Put the site folder on ``sys.path`` (or
+    ``PYTHONPATH``) for as long as a test needs the package.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    source = root / "source"
+    shutil.copytree(
+        package,
+        source,
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"),
+    )
+    site = root / "site"
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"),
+            *("--no-build-isolation", "--target", str(site), str(source)),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return site

@@ -22,7 +22,7 @@ def main(folder: Path, index: int) -> int:
     import optuna  # noqa: F401
     import torch  # noqa: F401
 
-    from pipeline.cli import main as cli
+    from pipeline.cli.commands import main as cli
 
     worst = 0
     for r, args in enumerate(json.loads((folder / "rounds.json").read_text())):

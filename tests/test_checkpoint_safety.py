@@ -24,13 +24,13 @@ import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from pipeline.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from pipeline.cli import main
-from pipeline.config import load_experiment
-from pipeline.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
-from pipeline.tracking import RunTracker, TrackingSettings
-from pipeline.train import run_training
-from pipeline.trainer import Trainer
+from pipeline.cli.commands import main
+from pipeline.experiment.config import load_experiment
+from pipeline.tracking.client import RunTracker, TrackingSettings
+from pipeline.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pipeline.training.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
+from pipeline.training.run import run_training
+from pipeline.training.trainer import Trainer
 from tests.conftest import EXPERIMENTS, tiny
 
 SMALL = ("model.g_width=16", "model.d_width=16", "train.batch_size=32")
@@ -214,7 +214,7 @@ def test_junk_as_resume_is_exit_2_and_one_line(tmp_path, monkeypatch):
 
 def test_a_crafted_checkpoint_in_a_shared_store_does_not_run(shared_store, tmp_path):
     client = MlflowClient(shared_store.tracking_uri)
-    from pipeline.tracking import ensure_experiment
+    from pipeline.tracking.client import ensure_experiment
 
     run = client.create_run(ensure_experiment(client, "crafted", shared_store))
     folder = tmp_path / "upload"
@@ -385,8 +385,8 @@ class SigtermOnFirstReport(optuna.pruners.BasePruner):
 
 
 def test_an_interrupted_tune_trial_ends_killed_with_its_checkpoint(tmp_path, sigterm_guard):
-    from pipeline.registry import default_registry
-    from pipeline.tune import TuneOptions, Tuner
+    from pipeline.host.registry import default_registry
+    from pipeline.tuning.tuner import TuneOptions, Tuner
 
     tracking = TrackingSettings(
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",

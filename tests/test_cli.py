@@ -17,8 +17,8 @@ import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli import main
-from pipeline.ui_server import STOP_TIMEOUT_S
+from pipeline.cli.commands import main
+from pipeline.cli.ui_server import STOP_TIMEOUT_S
 from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, train_args
 
 SEED_EXPERIMENTS = [
@@ -69,7 +69,7 @@ def test_train_end_to_end_is_tracked(file, shared_store, monkeypatch, tmp_path):
     local = client.download_artifacts(run_id, "samples.npy", str(tmp_path))
     samples = torch.from_numpy(np.load(local))
     assert samples.shape == (500, 2)
-    from pipeline.registry import default_registry
+    from pipeline.host.registry import default_registry
 
     reg = default_registry()
     dataset = reg.get("dataset", params["dataset.name"]).cls()

@@ -18,14 +18,14 @@ import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli import main
-from pipeline.compare import ComparisonRunner
-from pipeline.compare_file import load_comparison
-from pipeline.compare_plots import bootstrap_best_so_far
-from pipeline.compare_report import mean_se, objective_agreement
+from pipeline.cli.commands import main
+from pipeline.cli.ui_server import experiment_to_open, open_as_model_training
+from pipeline.compare.file import load_comparison
+from pipeline.compare.plots import bootstrap_best_so_far
+from pipeline.compare.report import mean_se, objective_agreement
+from pipeline.compare.runner import ComparisonRunner
 from pipeline.errors import ConfigError
-from pipeline.tracking import TrackingSettings
-from pipeline.ui_server import experiment_to_open, open_as_model_training
+from pipeline.tracking.client import TrackingSettings
 from tests.conftest import EXPERIMENTS, TINY_SMALL, interrupt_once_trials_start
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -392,7 +392,7 @@ def test_objective_agreement_by_hand():
 
 
 def test_trial_picks_by_hand():
-    from pipeline.compare_report import VariantResult, trial_picks
+    from pipeline.compare.report import VariantResult, trial_picks
 
     rows = [
         (0, {"w1": 1.0, "modes": 3.0, "reverse_kl": 0.5}),
@@ -420,7 +420,7 @@ SHIPPED = sorted(
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_comparison_files_load(name):
-    from pipeline.compare_file import check_variants
+    from pipeline.compare.file import check_variants
 
     assert len(SHIPPED) >= 2
     comparison = load_comparison(EXPERIMENTS / name)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pipeline.compare_carryover import SeedMetrics, carry_over, markdown_lines
+from pipeline.compare.carryover import SeedMetrics, carry_over, markdown_lines
 
 DIRECTIONS = {"modes": "maximize", "hq_fraction": "maximize", "reverse_kl": "minimize"}
 WEIGHTS = {"reverse_kl": 1.0, "hq_fraction": -1.0}

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline.config import apply_overrides, load_experiment, load_yaml, parse_override, validate
 from pipeline.errors import ConfigError
+from pipeline.experiment.config import (
+    apply_overrides,
+    load_experiment,
+    load_yaml,
+    parse_override,
+    validate,
+)
 from tests.conftest import EXPERIMENTS, IMAGE_METRICS
 
 #: experiment files (comparison files of `pipeline compare` hold ``variants:``: test_compare)
@@ -134,7 +140,7 @@ def test_a_dataset_that_cannot_load_is_bad_input_naming_it(registry, tmp_path):
 
 def test_any_error_while_a_dataset_loads_becomes_one_message_naming_the_plugin():
     from pipeline import hookimpl
-    from pipeline.registry import Registry
+    from pipeline.host.registry import Registry
     from pipeline.types import Dataset
 
     class Broken(Dataset):
@@ -165,7 +171,7 @@ def test_any_error_while_a_dataset_loads_becomes_one_message_naming_the_plugin()
 
 
 def test_metric_settings_come_from_the_experiment_file(registry, tmp_path):
-    from pipeline.trainer import Trainer
+    from pipeline.training.trainer import Trainer
 
     exp = load_experiment(
         EXPERIMENTS / "gan_ring8.yaml",

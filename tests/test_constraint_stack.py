@@ -16,15 +16,15 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from pipeline.cli import main
-from pipeline.config import load_experiment, load_yaml, validate
-from pipeline.constraint_stack import ConstraintStack, build_constraint, has_penalty
+from pipeline.cli.commands import main
 from pipeline.errors import ConfigError
-from pipeline.resume import check_resumable
-from pipeline.search_space import build_search_space
+from pipeline.experiment.config import load_experiment, load_yaml, validate
 from pipeline.testing import registered
-from pipeline.train import run_tags
-from pipeline.trainer import Trainer
+from pipeline.training.constraints import ConstraintStack, build_constraint, has_penalty
+from pipeline.training.resume import check_resumable
+from pipeline.training.run import run_tags
+from pipeline.training.trainer import Trainer
+from pipeline.tuning.search_space import build_search_space
 from pipeline.types import Constraint
 from pipeline_plugins.constraints.gradient_penalty import GradientPenalty
 from pipeline_plugins.constraints.spectral_norm import SpectralNorm
@@ -485,9 +485,9 @@ def test_the_penalty_weight_is_a_validated_search_dimension(registry) -> None:
 def test_a_two_trial_tune_over_the_penalty_weight_lands_in_mlflow(tmp_path, monkeypatch) -> None:
     import optuna
 
-    from pipeline.registry import default_registry
-    from pipeline.tracking import TrackingSettings
-    from pipeline.tune import TuneOptions, Tuner
+    from pipeline.host.registry import default_registry
+    from pipeline.tracking.client import TrackingSettings
+    from pipeline.tuning.tuner import TuneOptions, Tuner
 
     monkeypatch.chdir(tmp_path)
     tracking = TrackingSettings(
@@ -526,7 +526,7 @@ def test_a_two_trial_tune_over_the_penalty_weight_lands_in_mlflow(tmp_path, monk
 def test_the_stack_hands_the_training_generator_to_every_member():
     import torch
 
-    from pipeline.constraint_stack import ConstraintStack
+    from pipeline.training.constraints import ConstraintStack
     from pipeline_plugins.constraints.gradient_penalty import GradientPenalty
     from pipeline_plugins.constraints.spectral_norm import SpectralNorm
 

@@ -9,7 +9,7 @@ import pytest
 from torch import Tensor
 
 from pipeline import hookspecs
-from pipeline.registry import Registry, RegistryOptions
+from pipeline.host.registry import Registry, RegistryOptions
 from pipeline.types import KINDS, Dataset, ImageDataset, Loss, Plugin, kind_of
 from tests.conftest import ROOT
 

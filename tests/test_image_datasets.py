@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.errors import ConfigError
 from pipeline.types import Dataset
 from pipeline_plugins.datasets.digits import Digits

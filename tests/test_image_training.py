@@ -13,13 +13,13 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from torch import nn
 
-from pipeline.cli import main
-from pipeline.config import load_experiment
-from pipeline.generator_model import fluent_tracking_uri
-from pipeline.plots import animate_grids
-from pipeline.tracking import TrackingSettings
-from pipeline.trainer import Trainer
-from pipeline.tune import TuneOptions, Tuner
+from pipeline.cli.commands import main
+from pipeline.experiment.config import load_experiment
+from pipeline.tracking.client import TrackingSettings
+from pipeline.tracking.generator_model import fluent_tracking_uri
+from pipeline.training.plots import animate_grids
+from pipeline.training.trainer import Trainer
+from pipeline.tuning.tuner import TuneOptions, Tuner
 from pipeline_plugins.constraints.gradient_penalty import gradient_penalty
 from pipeline_plugins.constraints.spectral_norm import apply_spectral_norm, sigma_estimates
 from pipeline_plugins.datasets.digits import Digits

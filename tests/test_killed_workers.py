@@ -23,9 +23,9 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from pipeline import dead_trials
-from pipeline.cli import main
-from pipeline.dead_trials import RetryDeadTrial, Worker, fail_dead_trials, is_dead
+from pipeline.cli.commands import main
+from pipeline.stores import dead_trials
+from pipeline.stores.dead_trials import RetryDeadTrial, Worker, fail_dead_trials, is_dead
 from tests.conftest import EXPERIMENTS
 
 STUDY = "wgan_gp_grid25"

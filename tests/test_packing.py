@@ -8,11 +8,12 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from pipeline.cli import main
-from pipeline.config import load_experiment
+from pipeline.cli.commands import main
 from pipeline.errors import ConfigError
-from pipeline.train import run_training
-from pipeline.trainer import Trainer
+from pipeline.experiment.config import load_experiment
+from pipeline.training.run import run_training
+from pipeline.training.step import SingleNets
+from pipeline.training.trainer import Trainer
 from pipeline_plugins.constraints.gradient_penalty import gradient_penalty
 from pipeline_plugins.models.mlp_nets import MLPCritic
 from tests.conftest import EXPERIMENTS, tiny
@@ -63,14 +64,30 @@ def test_pack_1_trains_exactly_as_without_the_key(registry):
 
 
 def test_real_is_packed_with_real_and_fake_with_fake(registry, tmp_path):
+    """The step scores real and fake in one critic pass: the first half of the scores is the
+    real packs', the second the fake packs' (no pack mixes real and fake samples)."""
     trainer = Trainer(
         experiment(registry, "sngan_ring8.yaml", "model.pack=4"), workdir=tmp_path, progress=False
     )
     assert trainer.single_pass  # both batches in one critic pass
+    nets = SingleNets(
+        generator=trainer.generator,
+        critic=trainer.critic,
+        loss=trainer.loss,
+        constraint=trainer.constraint,
+        opt_g=trainer.opt_g,
+        opt_d=trainer.opt_d,
+        ema=None,
+        single_pass=True,
+        device=trainer.device,
+        rounds=1,
+        draw_real=trainer.real_batch,
+        draw_noise=trainer.noise_batch,
+    )
     real, fake = torch.randn(32, 2), torch.randn(32, 2) + 5
     trainer.critic.eval()  # spectral norm's power iteration would move σ between calls
     with torch.no_grad():
-        real_scores, fake_scores = trainer._score(real, fake)
+        real_scores, fake_scores = nets.score(real, fake)
         assert torch.allclose(real_scores, trainer.critic(real), atol=1e-6)
         assert torch.allclose(fake_scores, trainer.critic(fake), atol=1e-6)
     assert real_scores.shape == fake_scores.shape == (8,)

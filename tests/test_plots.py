@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from pipeline.plots import image_grid, loss_curves, scatter_plot
+from pipeline.training.plots import image_grid, loss_curves, scatter_plot
 
 
 def _ring(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:

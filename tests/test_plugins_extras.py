@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -22,9 +21,9 @@ import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli import main
-from pipeline.registry import reset_default_registry
-from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, tiny
+from pipeline.cli.commands import main
+from pipeline.host.registry import reset_default_registry
+from tests.conftest import EXPERIMENTS, GAN_PIPELINE, ROOT, pip_install_target, tiny
 
 EXAMPLE = ROOT / "examples" / "gan-pipeline-extras"
 EXTRAS_VERSION = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["version"]
@@ -33,32 +32,7 @@ EXTRAS = f"gan-pipeline-extras {EXTRAS_VERSION}"
 
 @pytest.fixture(scope="module")
 def extras_site(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("extras")
-    source = root / "source"
-    shutil.copytree(
-        EXAMPLE,
-        source,
-        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"),
-    )
-    site = root / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-index",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    site = pip_install_target(EXAMPLE, tmp_path_factory.mktemp("extras"))
     assert (site / f"gan_pipeline_extras-{EXTRAS_VERSION}.dist-info" / "entry_points.txt").is_file()
     return site
 

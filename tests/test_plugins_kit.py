@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline import testing
-from pipeline.registry import Registry, RegistryOptions, default_registry
+from pipeline.host.registry import Registry, RegistryOptions, default_registry
 from pipeline.testing import (
     PluginContractError,
     check_constraint,

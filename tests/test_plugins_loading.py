@@ -18,10 +18,10 @@ import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from pipeline.blame import PluginRuntimeError, plugin_failure
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.errors import PluginError
-from pipeline.registry import (
+from pipeline.host.blame import PluginRuntimeError, plugin_failure
+from pipeline.host.registry import (
     Registry,
     RegistryOptions,
     default_registry,

@@ -20,12 +20,12 @@ import torch
 from torch import Tensor
 
 from pipeline import hookimpl
-from pipeline.config import load_experiment
 from pipeline.errors import ConfigError
-from pipeline.population.loop import MemberHooks, PopulationLoop
-from pipeline.population.trainer import PopulationTrainer
-from pipeline.registry import Registry
-from pipeline.train import run_training
+from pipeline.experiment.config import load_experiment
+from pipeline.host.registry import Registry
+from pipeline.training.run import run_training
+from pipeline.tuning.population.loop import MemberHooks, PopulationLoop
+from pipeline.tuning.population.trainer import PopulationTrainer
 from pipeline.types import Constraint, Loss
 from tests.conftest import EXPERIMENTS
 
@@ -364,7 +364,7 @@ def _close(a, b, tol: float, where: str) -> None:
 def test_a_members_checkpoint_is_its_single_trainings(registry, tmp_path, case):
     """Nets, spectral norm's u and v, optimizer state and RNG states, as the single
     training of the member's seed leaves them (what ``--resume`` continues from)."""
-    from pipeline.trainer import Trainer
+    from pipeline.training.trainer import Trainer
 
     file, variants, tol = CASES[case]
     exps = experiments(registry, file, *variants)

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.errors import ConfigError
-from pipeline.population.tune import PopulationTuner
-from pipeline.tracking import TrackingSettings
-from pipeline.tune import TuneOptions, Tuner
+from pipeline.tracking.client import TrackingSettings
+from pipeline.tuning.population.tune import PopulationTuner
+from pipeline.tuning.tuner import TuneOptions, Tuner
 from tests.conftest import EXPERIMENTS, TINY_SMALL
 from tests.test_tune import PruneTrialNumber
 
@@ -28,7 +28,7 @@ TOL = 1e-4
 
 
 def make_tuner(tmp_path: Path, n_trials: int, lines: list[str], file: str, **options) -> Tuner:
-    from pipeline.registry import default_registry
+    from pipeline.host.registry import default_registry
 
     tracking = TrackingSettings(
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",

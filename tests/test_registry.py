@@ -7,9 +7,9 @@ import torch
 from torch import Tensor
 
 from pipeline import hookimpl
-from pipeline.blame import PluginRuntimeError, plugin_failure
 from pipeline.errors import PluginError
-from pipeline.registry import Registry, RegistryOptions
+from pipeline.host.blame import PluginRuntimeError, plugin_failure
+from pipeline.host.registry import Registry, RegistryOptions
 from pipeline.types import Constraint, Loss, Settings
 from tests.conftest import GAN_PIPELINE
 

@@ -23,7 +23,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.study_workers import WORKERS_ATTR
+from pipeline.stores.study_workers import WORKERS_ATTR
 from tests.conftest import EXPERIMENTS, ROOT, TINY_SMALL
 from tests.servers import fresh_database, fresh_redis_db
 
@@ -288,8 +288,8 @@ def test_a_dead_worker_on_another_host_leaves_the_worker_list(tmp_path):
     parent run; a live worker of this host stays."""
     import socket
 
-    from pipeline import study_workers
-    from pipeline.dead_trials import RetryDeadTrial, Worker, fail_dead_trials
+    from pipeline.stores import study_workers
+    from pipeline.stores.dead_trials import RetryDeadTrial, Worker, fail_dead_trials
 
     with fresh_database("dead_remote") as name:
         url = f"postgresql://postgres@127.0.0.1:5432/{name}"

@@ -40,7 +40,7 @@ HEAVY = (
 CHILD = """
 import json, sys
 from click.testing import CliRunner
-from pipeline.cli import main
+from pipeline.cli.commands import main
 
 heavy, commands = json.loads(sys.argv[1])
 for args in commands:

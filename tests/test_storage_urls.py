@@ -17,8 +17,8 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from optuna.storages.journal import JournalRedisBackend
 
-from pipeline.cli import main
-from pipeline.urls import mask_url, scrub
+from pipeline.cli.commands import main
+from pipeline.tracking.urls import mask_url, scrub
 from tests.conftest import EXPERIMENTS, TINY_SMALL
 from tests.servers import (
     PG_HOST,

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline.checkpoint import load_checkpoint
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.errors import ConfigError
-from pipeline.tracking import RunTracker, TrackingSettings, client_for
-from pipeline.tracking_http import HTTP_KEYS, TrackingUnavailable, unreachable_reason
+from pipeline.tracking.client import RunTracker, TrackingSettings, client_for
+from pipeline.tracking.http import HTTP_KEYS, TrackingUnavailable, unreachable_reason
+from pipeline.training.checkpoint import load_checkpoint
 from tests.conftest import EXPERIMENTS, ROOT
 
 HTTP_VARS = [name for name, _, _ in HTTP_KEYS.values()]

@@ -11,11 +11,11 @@ from mlflow.tracking import MlflowClient
 from torch import Tensor
 
 from pipeline import hookimpl
-from pipeline.config import load_experiment
 from pipeline.errors import NonFiniteLossError
-from pipeline.registry import Registry
-from pipeline.train import run_training
-from pipeline.trainer import Trainer
+from pipeline.experiment.config import load_experiment
+from pipeline.host.registry import Registry
+from pipeline.training.run import run_training
+from pipeline.training.trainer import Trainer
 from pipeline.types import Loss
 from tests.conftest import EXPERIMENTS, tiny
 
@@ -186,7 +186,7 @@ def test_the_generator_average_is_what_is_sampled_and_it_resumes(registry, tmp_p
 
 
 def test_an_old_checkpoint_without_the_average_still_resumes(registry):
-    from pipeline.resume import check_resumable
+    from pipeline.training.resume import check_resumable
 
     exp = experiment(registry, "gan_ring8.yaml")
     old = {k: v for k, v in exp.resolved.items()}
@@ -233,7 +233,7 @@ def test_non_finite_loss_stops_the_run_and_marks_it_failed(shared_store):
 
 
 def test_checkpoint_is_written_atomically(tmp_path):
-    from pipeline.checkpoint import save_checkpoint
+    from pipeline.training.checkpoint import save_checkpoint
 
     path = save_checkpoint(tmp_path / "ck.pt", {"x": torch.ones(3)})
     assert path.exists() and [p.name for p in tmp_path.iterdir()] == ["ck.pt"]

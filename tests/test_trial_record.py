@@ -13,11 +13,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipeline import trial_record
-from pipeline.config import load_experiment
-from pipeline.generator_model import fluent_tracking_uri
-from pipeline.train import run_training
-from pipeline.trial_record import (
+from pipeline.experiment.config import load_experiment
+from pipeline.tracking.generator_model import fluent_tracking_uri
+from pipeline.training import trial_record
+from pipeline.training.run import run_training
+from pipeline.training.trial_record import (
     COMPLETED_TAG,
     PER_STEP_CSV,
     RECORD_TAG,
@@ -201,7 +201,7 @@ def test_logging_the_generator_leaves_the_process_tracking_uri_alone(
 ):
     """``log_model`` needs MLflow's fluent URI, but ``mlflow.set_tracking_uri`` exports it to
     the process and its children, where it beats ``mlflow.yaml``: put back as it was."""
-    from pipeline.tracking import RunTracker, TrackingSettings
+    from pipeline.tracking.client import RunTracker, TrackingSettings
 
     if users_uri is None:
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

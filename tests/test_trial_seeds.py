@@ -10,12 +10,12 @@ import time
 import optuna
 import pytest
 
-from pipeline.config import load_experiment
 from pipeline.errors import ConfigError
-from pipeline.population.tune import PopulationTuner
-from pipeline.train import run_training
-from pipeline.trainer import Trainer
-from pipeline.trial_seeds import SeedGroup, per_seed, run_seed_group, summarise
+from pipeline.experiment.config import load_experiment
+from pipeline.training.run import run_training
+from pipeline.training.trainer import Trainer
+from pipeline.tuning.population.tune import PopulationTuner
+from pipeline.tuning.trial_seeds import SeedGroup, per_seed, run_seed_group, summarise
 from tests.conftest import EXPERIMENTS, TINY_SMALL
 from tests.test_tune import load, make_tuner, runs_of
 

@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.errors import ConfigError
-from pipeline.generator_model import fluent_tracking_uri
-from pipeline.tracking import TrackingSettings
-from pipeline.tune import TuneOptions, Tuner
+from pipeline.tracking.client import TrackingSettings
+from pipeline.tracking.generator_model import fluent_tracking_uri
+from pipeline.tuning.tuner import TuneOptions, Tuner
 from tests.conftest import EXPERIMENTS, TINY_SMALL
 
 
@@ -61,7 +61,7 @@ def make_tuner(
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
         artifact_location=str(tmp_path / "artifacts"),
     )
-    from pipeline.registry import default_registry
+    from pipeline.host.registry import default_registry
 
     tuner = Tuner(
         EXPERIMENTS / file,
@@ -172,7 +172,7 @@ def test_each_trial_is_a_child_run_with_its_params_state_and_artifacts(six_trial
             assert child.data.metrics["w1"] == pytest.approx(t.value)
             assert {"samples.npy", "per_step_metrics.csv", "checkpoint"} <= arts
             # a trial keeps its evaluation samples; the best one also gets its figures
-            # and generator when the tune ends (pipeline.trial_record)
+            # and generator when the tune ends (pipeline.training.trial_record)
             kept = {a.path for a in client.list_artifacts(child.info.run_id, "samples")}
             npy = {"samples/step_0000002.npy", "samples/step_0000004.npy"}
             png = {p.replace(".npy", ".png") for p in npy}
@@ -440,8 +440,8 @@ def test_a_bad_weighted_objective_is_refused_with_its_field(tmp_path, registry, 
 
 
 def test_conditional_space_switches_plugins_cleanly(registry):
-    from pipeline.config import load_yaml
-    from pipeline.search_space import build_search_space
+    from pipeline.experiment.config import load_yaml
+    from pipeline.tuning.search_space import build_search_space
 
     base = load_yaml(EXPERIMENTS / "compare_constraints_grid25.yaml")
     space = build_search_space(base, registry)

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.errors import ConfigError
-from pipeline.study_workers import WORKERS_ATTR
-from pipeline.tune_workers import (
+from pipeline.stores.study_workers import WORKERS_ATTR
+from pipeline.tuning.workers import (
     command_line,
     parse_gpus,
     split_trials,

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from pipeline.registry import PluginInfo
+from pipeline.host.registry import PluginInfo
 from pipeline.testing.contract import PluginContractError, PluginLike
 from pipeline.testing.population import check_population
 from pipeline.testing.registration import registered

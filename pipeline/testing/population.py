@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.registry import Registry, default_registry
+from pipeline.host.registry import Registry, default_registry
 from pipeline.testing.contract import PluginContractError
 from pipeline.testing.registration import registered
 from pipeline.types import Constraint, Loss, Optimizer
@@ -32,10 +32,10 @@ def check_population(
     ``optimizer.critic``, …) to member k's settings; member k trains with seed k and
     n_critic 1 + k % 3, so masked critic steps are exercised. Returns the largest
     relative difference; raises :class:`PluginContractError` naming the plugins."""
-    from pipeline.config import validate
-    from pipeline.population.loop import MemberHooks, PopulationLoop
-    from pipeline.population.trainer import PopulationTrainer
-    from pipeline.train import run_training
+    from pipeline.experiment.config import validate
+    from pipeline.training.run import run_training
+    from pipeline.tuning.population.loop import MemberHooks, PopulationLoop
+    from pipeline.tuning.population.trainer import PopulationTrainer
 
     reg = registry if registry is not None else default_registry()
     choices = {"loss": loss, "constraint": constraint, "optimizer": optimizer}

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-from pipeline.registry import PluginInfo, Registry, default_registry
+from pipeline.host.registry import PluginInfo, Registry, default_registry
 from pipeline.types import Plugin
 
 _counter = itertools.count()

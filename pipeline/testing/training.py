@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.blame import PluginRuntimeError
 from pipeline.errors import NonFiniteLossError
-from pipeline.registry import Registry, default_registry
+from pipeline.host.blame import PluginRuntimeError
+from pipeline.host.registry import Registry, default_registry
 from pipeline.testing.contract import PluginContractError
 from pipeline.testing.registration import registered
 from pipeline.types import Constraint, Dataset, Loss, Model, Optimizer
@@ -30,8 +30,8 @@ def check_trains(
     maps a section (``loss``, ``constraint``, ``optimizer.critic``, …) to settings.
     Every logged value and every metric must stay finite; returns the ``TrainResult``.
     """
-    from pipeline.config import validate
-    from pipeline.train import run_training
+    from pipeline.experiment.config import validate
+    from pipeline.training.run import run_training
 
     reg = registry if registry is not None else default_registry()
     choices = {

@@ -7,7 +7,7 @@ import torch
 from gan_pipeline_extras.r1 import R1
 from torch import nn
 
-from pipeline.registry import Registry, RegistryOptions, default_registry
+from pipeline.host.registry import Registry, RegistryOptions, default_registry
 from pipeline.testing import check_constraint, check_trains
 
 

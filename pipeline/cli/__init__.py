@@ -1,0 +1,1 @@
+"""The ``pipeline`` command: its subcommands, shared options and the UI server."""

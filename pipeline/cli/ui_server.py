@@ -1,0 +1,209 @@
+"""``pipeline ui``: which experiment to open, and the MLflow server run as a process group.
+
+The server and its workers get a process group of their own, stopped as a whole on Ctrl-C
+or SIGTERM, so no orphaned server keeps the port. The stores go to it by environment, never
+on its command line: a password in the tracking URI would be in every user's ``ps``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from pipeline.tracking.client import TrackingSettings
+
+#: uvicorn workers of the server: one serves a team's UI and a study's workers (their
+#: requests are small batches); MLflow's default of 4 took ~40 s to come up on a loaded
+#: 2-core machine (issue 11), one a few seconds
+SERVER_WORKERS = 1
+#: how long ``pipeline ui`` waits for the server's ``/health`` before it gives up opening a
+#: browser (the server keeps running): a cold ``mlflow server`` (its workers started, a new
+#: SQLite store migrated) takes seconds, on a loaded machine tens of them
+HEALTH_TIMEOUT_S = 60.0
+#: how long a stopped server may take to end before it is killed: uvicorn (``mlflow
+#: server``'s default) waits for open connections without a limit; 30 s is gunicorn's
+#: default ``graceful_timeout``
+STOP_TIMEOUT_S = 30.0
+
+
+#: the UI's model-training view (MLflow 3 opens experiments in its GenAI view otherwise):
+#: the experiment tag the UI reads (values: its ExperimentKind enum) and the URL parameter
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+WORKFLOW_QUERY = "workflowType=machine_learning"
+
+
+def experiment_to_open(client: MlflowClient, name: str | None) -> str | None:
+    """The id of experiment ``name`` (or of the experiment holding the study or comparison
+    ``name``: its runs' ``optuna.study_name`` / ``comparison.name`` tag), or of the most
+    recently active one."""
+    if name:
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        ids = [e.experiment_id for e in client.search_experiments()]
+        for tag in ("comparison.name", "optuna.study_name"):
+            runs = client.search_runs(ids, f"tags.`{tag}` = '{name}'", max_results=1) if ids else []
+            if runs:
+                return runs[0].info.experiment_id
+        return None
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0].info.experiment_id if runs else None
+
+
+#: the runs table's columns and order come from a view the UI reads from an experiment tag
+#: ``mlflow.sharedViewState.<key>`` (what its "Share" button writes) named in the URL
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+VIEW_KEY = "gan-pipeline"
+#: metrics shown first when a run has them: the toy-data metrics (VEEGAN/PacGAN protocol)
+#: and the image ones; a study's objective goes before all
+KEY_METRICS = ("modes", "hq_fraction", "reverse_kl", "w1", "fid", "precision", "recall")
+#: run tags worth a column: what a run is in a tune or a comparison
+KEY_TAGS = ("pipeline.role", "comparison.variant", "comparison.seed", "optuna.state")
+
+
+def open_as_model_training(client: MlflowClient, experiment_id: str) -> str:
+    """Tag the experiment as model training (unless it says what it is already), write the
+    runs-table view (:func:`runs_view`) and return the runs page's path that opens both."""
+    experiment = client.get_experiment(experiment_id)
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+    view = runs_view(client, experiment_id)
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + VIEW_KEY, json.dumps(view))
+    return f"#/experiments/{experiment_id}/runs?{WORKFLOW_QUERY}&viewStateShareKey={VIEW_KEY}"
+
+
+def runs_view(client: MlflowClient, experiment_id: str) -> dict:
+    """Columns at a glance: the objective, the key metrics, the role tags and each run's
+    duration; sorted by the objective; the top-level runs (studies, comparisons) expanded."""
+    runs = client.search_runs([experiment_id], max_results=500)
+    metrics = {k for r in runs for k in r.data.metrics}
+    objectives = [
+        r.data.tags["optuna.objective"] for r in runs if "optuna.objective" in r.data.tags
+    ]
+    first = list(dict.fromkeys(objectives))
+    shown = [m for m in dict.fromkeys(first + list(KEY_METRICS)) if m in metrics]
+    tags = [t for t in KEY_TAGS if any(t in r.data.tags for r in runs)]
+    columns = ["attributes.`Duration`"]
+    columns += [f"metrics.`{m}`" for m in shown] + [f"tags.`{t}`" for t in tags]
+    view: dict = {
+        "selectedColumns": columns,
+        "runsExpanded": {
+            r.info.run_id: True for r in runs if "mlflow.parentRunId" not in r.data.tags
+        },
+    }
+    if shown:
+        view["orderByKey"] = f"metrics.`{shown[0]}`"
+        view["orderByAsc"] = True
+    return view
+
+
+def run_ui(
+    tracking: TrackingSettings,
+    name: str | None,
+    host: str,
+    port: int,
+    browser: bool,
+    echo: Callable[[str], None],
+) -> int:
+    """``pipeline ui``: serve ``tracking``'s store (or open its server), on experiment
+    ``name``'s runs; the exit status."""
+    from pipeline.errors import PipelineError
+    from pipeline.tracking.client import client_for
+    from pipeline.tracking.urls import mask_url
+
+    remote = tracking.tracking_uri.startswith(("http://", "https://"))
+    url = tracking.tracking_uri.rstrip("/") + "/" if remote else f"http://{host}:{port}/"
+    client = client_for(tracking)
+    experiment_id = experiment_to_open(client, name or tracking.experiment_name)
+    if experiment_id is not None:
+        url += open_as_model_training(client, experiment_id)
+    elif name:
+        raise PipelineError(
+            f"no MLflow experiment named {name!r} in {mask_url(tracking.tracking_uri)}"
+        )
+    if remote:  # a tracking server already serves the UI
+        echo(f"MLflow UI of the tracking server: {mask_url(url)}")
+        if browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        return 0
+    echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}; Ctrl-C to stop)")
+    return serve(tracking, host, port, open_url=url if browser else None)
+
+
+def serve(tracking: TrackingSettings, host: str, port: int, *, open_url: str | None) -> int:
+    """Run ``mlflow server`` on ``tracking``'s stores until it ends or is stopped.
+
+    ``open_url`` is opened in a browser once the server answers. Returns the server's exit
+    status, or 130 when Ctrl-C or SIGTERM stopped it (its whole process group).
+    """
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
+    cmd += ["--workers", str(SERVER_WORKERS)]
+    env = dict(os.environ)
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow 3's server also starts a job runner (GenAI evaluation jobs: seven processes
+    # here); nothing of ours uses it
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    # the stores go by environment (the options' envvars), not argv: a password in the
+    # URI would be in every user's `ps` (/proc/PID/cmdline); a process's environment is not
+    env["MLFLOW_BACKEND_STORE_URI"] = tracking.tracking_uri
+    # artifacts are proxied (`mlflow server --serve-artifacts`, its default): experiments
+    # created through the server get ``mlflow-artifacts:/`` locations stored under our
+    # artifact root, so workers on other machines upload through the server and need no
+    # shared disk; experiments created with a path of their own keep it
+    env.pop("MLFLOW_DEFAULT_ARTIFACT_ROOT", None)
+    env["MLFLOW_ARTIFACTS_DESTINATION"] = tracking.artifact_uri()
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if open_url is not None and wait_healthy(f"http://{host}:{port}/health", server):
+            import webbrowser
+
+            webbrowser.open(open_url)
+        return server.wait()
+    except KeyboardInterrupt:
+        stop_group(server)
+        return 130
+
+
+def stop_group(server: subprocess.Popen) -> None:
+    """SIGTERM the server's process group; SIGKILL it if it has not ended in time."""
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = HEALTH_TIMEOUT_S) -> bool:
+    """True once ``url`` answers; False if the server ended or ``timeout`` s went by."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False

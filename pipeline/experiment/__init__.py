@@ -1,0 +1,1 @@
+"""An experiment file: its config tree, its validation and its ``constraints:`` stack."""

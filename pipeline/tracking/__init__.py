@@ -1,0 +1,1 @@
+"""MLflow: the client and run tracker, HTTP settings, store locks, URLs shown masked."""

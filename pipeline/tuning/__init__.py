@@ -1,0 +1,1 @@
+"""Tuning: the Optuna tuner, its workers, samplers, search space, report, best, populations."""

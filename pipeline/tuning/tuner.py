@@ -1,0 +1,419 @@
+"""``pipeline tune``: Optuna searches the ``tune:`` space; every trial is a nested MLflow run.
+
+- One Optuna study per experiment (default name: the experiment's), in any Optuna
+  storage. The embedded default is Optuna's **journal file** (``optuna.journal`` beside
+  the MLflow SQLite store): several local worker processes append to it under a file
+  lock without SQLite's "database is locked" failures, and ``optuna`` CLI reads it.
+  ``--storage postgresql://…`` (or ``redis://…``) gives Optuna's own distributed mode.
+- One MLflow **parent run per study**; its id is kept in the study's user attributes so a
+  resumed study, or another worker joining it, logs under the same parent. Each trial is a
+  child run with ``mlflow.parentRunId`` set explicitly (optuna-integration's deprecated
+  ``MLflowCallback`` loses that link with ``n_jobs > 1``).
+- Pruning: the objective metric is reported at every evaluation; a pruned trial stops at
+  once, is PRUNED in Optuna and KILLED in MLflow (not FAILED), with the step it reached.
+
+Samplers and pruners by name: :mod:`pipeline.tuning.factories`; the lines it prints and the
+study's artifacts: :mod:`pipeline.tuning.report`; ``pipeline best``: :mod:`pipeline.tuning.best`.
+
+- A trial records what the search and the live view need (``run_training(trial=True)``,
+  :mod:`pipeline.training.trial_record`): per-step metrics as window means, sent every 10 s;
+  evaluation samples, not figures; no generator model. When the search ends, the study's
+  best trial gets its figures and generator (:meth:`Tuner.complete_best`); ``pipeline
+  best`` does the same for a best trial that lacks them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline.errors import ConfigError, NonFiniteLossError
+from pipeline.experiment.config import apply_overrides, load_yaml, validate
+from pipeline.host.blame import PluginRuntimeError
+from pipeline.host.registry import Registry
+from pipeline.stores.storage import check_artifact_location, parse_storage
+from pipeline.tracking.client import RunTracker, TrackingSettings, client_for
+from pipeline.tracking.urls import mask_url, scrub
+from pipeline.training.resume import ADDED_SETTINGS
+from pipeline.tuning.factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, make_pruner, make_sampler
+from pipeline.tuning.report import best_trial, log_study_artifacts, summary, trial_line
+from pipeline.tuning.search_space import build_search_space
+from pipeline.tuning.trial_seeds import SeedGroup, per_seed, run_seed_group
+
+PARENT_ATTR = "mlflow_parent_run_id"
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    n_trials: int | None = None
+    timeout: float | None = None
+    study_name: str | None = None
+    storage: str | None = None
+    sampler: str = DEFAULT_SAMPLER
+    pruner: str = DEFAULT_PRUNER
+    seed: int | None = None
+    device: str | None = None
+    n_jobs: int = 1
+
+
+class Tuner:
+    """Runs one ``pipeline tune`` invocation against a (new or resumed) study."""
+
+    def __init__(
+        self,
+        experiment_file: str | Path,
+        overrides: tuple[str, ...] | list[str],
+        options: TuneOptions,
+        *,
+        registry: Registry,
+        tracking: TrackingSettings | None,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        if options.n_trials is not None and options.n_trials < 1:
+            raise ConfigError("--n-trials", f"must be ≥ 1 (got {options.n_trials})")
+        if options.n_jobs < 1:
+            raise ConfigError("--n-jobs", f"must be ≥ 1 (got {options.n_jobs})")
+        if options.timeout is not None and not options.timeout > 0:
+            raise ConfigError("--timeout", f"must be > 0 seconds (got {options.timeout})")
+        self.options = options
+        self.registry = registry
+        self.tracking = tracking
+        self.echo = echo
+        base = apply_overrides(load_yaml(experiment_file), overrides, registry=registry)
+        if options.device is not None:
+            base = apply_overrides(base, [f"train.device={options.device}"])
+        # everything is validated before the first trial: the base, the space, the device
+        self.base_experiment = validate({k: v for k, v in base.items() if k != "tune"}, registry)
+        self.space = build_search_space(base, registry)
+        # torch and Optuna only now: a refused file or space is reported without them
+        from pipeline.stores import dead_trials
+        from pipeline.training.device import resolve_device
+
+        resolve_device(self.base_experiment.train.device)
+        train = self.base_experiment.train
+        self.sampler = make_sampler(options.sampler, options.seed, self.space)
+        self.pruner = make_pruner(options.pruner, train.steps, train.eval_every)
+        self.study_name = options.study_name or self.base_experiment.name
+        self.experiment_name = (
+            tracking.experiment_name
+            if tracking and tracking.experiment_name
+            else self.base_experiment.name
+        )
+        self._lock = threading.Lock()
+        self.parent: RunTracker | None = None
+        self.retry_dead = dead_trials.RetryDeadTrial(
+            tracking, echo, on_dead_worker=self._forget_worker
+        )
+
+    # -- study and parent run --------------------------------------------------------
+    def open_study(self):
+        """Open (or create) the study and join it: the study, its MLflow parent run and this
+        worker's registration are created under the storage's own lock
+        (:func:`pipeline.tracking.locks.store_lock`), so workers starting in one instant on a
+        fresh store create the schema, the study and the parent run exactly once."""
+        import optuna
+
+        from pipeline.stores import study_workers
+        from pipeline.tracking.locks import store_lock
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # refuse a bad storage or artifact location before either creates anything
+        location = parse_storage(self.options.storage, self.tracking)
+        location.check()
+        if self.tracking is not None:
+            check_artifact_location(self.tracking, self.experiment_name)
+        self.storage_url = location.url
+        with store_lock(location.url, "study"):
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=location.open(),
+                sampler=self.sampler,
+                pruner=self.pruner,
+                direction=self.space.direction,
+                load_if_exists=True,
+            )
+            if study.direction.name.lower() != self.space.direction:
+                raise ConfigError(
+                    "tune.objective.direction",
+                    f"study {self.study_name!r} exists with direction "
+                    f"{study.direction.name.lower()}; use another --study-name",
+                )
+            self._check_same_base(study)
+            study.set_user_attr("objective_metric", self.space.metric)
+            self.parent = self.attach_parent(study)
+            study_workers.join(study)
+        return study
+
+    def _check_same_base(self, study) -> None:
+        """A study goes on only with the config it started with (mimicry's rule): trials of
+        different base configs are not comparable."""
+        base = {k: v for k, v in self.base_experiment.flat_params().items() if k != "train.device"}
+        space = self.space.spec.model_dump(mode="json")
+        known = study.user_attrs.get("base_config")
+        if known is None:
+            study.set_user_attr("base_config", base)
+            study.set_user_attr("search_space", space)
+            return
+        # a study started before a setting existed ran with the value that trains as before
+        known = {k: v for k, v in ADDED_SETTINGS.items() if k in base} | known
+        known_space = {"seeds": 1} | study.user_attrs.get("search_space", {})
+        changed = sorted(k for k in set(base) | set(known) if base.get(k) != known.get(k))
+        if changed or known_space != space:
+            what = ", ".join(changed[:5]) if changed else "the tune: space"
+            raise ConfigError(
+                "--study-name",
+                f"study {self.study_name!r} was started with a different config ({what} "
+                f"differ); resume it with the same file and overrides, or pick a new "
+                f"--study-name",
+            )
+
+    def attach_parent(self, study) -> RunTracker | None:
+        """The study's parent run: created if the study has none, else set RUNNING again.
+        Call it under the study's store lock (:meth:`open_study` does): the read and the
+        write of the study's parent id are then one step, whoever else starts with us."""
+        if self.tracking is None:
+            return None
+        client = client_for(self.tracking)
+        run_id = study._storage.get_study_user_attrs(study._study_id).get(PARENT_ATTR)
+        if run_id:
+            parent = RunTracker(client, run_id, self.tracking.tracking_uri)
+            client.update_run(run_id, status="RUNNING")
+            return parent
+        parent = RunTracker.start(
+            self.tracking,
+            self.experiment_name,
+            run_name=f"study {self.study_name}",
+            tags={
+                "optuna.study_name": self.study_name,
+                "optuna.storage": mask_url(self.storage_url),
+                "optuna.direction": self.space.direction,
+                "optuna.objective": self.space.metric,
+                "pipeline.role": "study",
+            },
+        )
+        study.set_user_attr(PARENT_ATTR, parent.run_id)
+        parent.log_params({f"base.{k}": v for k, v in self.base_experiment.flat_params().items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "search_space.yaml"
+            path.write_text(yaml.safe_dump(self.space.spec.model_dump(), sort_keys=False))
+            parent.log_artifact(path)
+        return parent
+
+    def _forget_worker(self, study, worker) -> None:
+        from pipeline.stores import study_workers
+        from pipeline.tracking.locks import store_lock
+
+        with store_lock(self.storage_url, "study"):
+            study_workers.forget(study, worker)
+
+    def leave_study(self, study, status: str, wall: float) -> bool:
+        """Unregister this worker; the last one to leave gives the best trial its figures,
+        logs the study's table and plots, and ends the parent run with ``status``. Returns
+        whether this worker was the last."""
+        from pipeline.stores import study_workers
+        from pipeline.tracking.locks import store_lock
+
+        with store_lock(self.storage_url, "study"):
+            last = study_workers.leave(study)
+            if self.parent is None:
+                return last
+            self.parent.log_metrics([("tune_wall_time_s", wall, len(study.trials))])
+            if not last:
+                return False
+            try:
+                if status == "FINISHED":
+                    self.complete_best(study)
+                log_study_artifacts(study, self.parent, self.space)
+            finally:
+                self.parent.client.set_terminated(self.parent.run_id, status=status)
+        return True
+
+    # -- one trial ---------------------------------------------------------------------
+    def objective(self, trial) -> float:
+        import optuna
+
+        from pipeline.stores import dead_trials
+        from pipeline.training.run import run_training
+
+        dead_trials.mark_worker(trial)
+        retry_of = trial.user_attrs.get(dead_trials.RETRY_OF_ATTR)
+        values = self.space.suggest(trial)
+        tree = self.space.apply(values)
+        exp = validate(tree, self.registry)
+        metric = self.space.metric
+        seeds = [exp.train.seed + i for i in range(self.space.spec.seeds)]
+        group = SeedGroup(seeds) if len(seeds) > 1 else None
+
+        def on_eval(step: int, metrics: dict[str, float]) -> None:
+            value = self.space.value(metrics)
+            trial.set_user_attr("last_step", step)
+            if math.isfinite(value):
+                trial.report(value, step)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_step", step)
+                raise optuna.TrialPruned(f"pruned at step {step} ({metric}={value:.4g})")
+
+        def started(run_id: str) -> None:
+            trial.set_user_attr("mlflow_run_id", run_id)
+
+        def train():
+            return run_training(
+                exp,
+                tracking=self.tracking,
+                progress=False,
+                on_eval=on_eval if group is None else group.decided(on_eval_seeds),
+                parent_run_id=self.parent.run_id if self.parent else None,
+                run_name=f"trial {trial.number}",
+                extra_tags={
+                    "optuna.study_name": self.study_name,
+                    "optuna.trial_number": str(trial.number),
+                    "optuna.params": json.dumps(values),
+                }
+                | ({} if retry_of is None else {"optuna.retry_of": str(retry_of)})
+                | ({} if group is None else {"trial.seeds": ",".join(map(str, seeds))}),
+                extra_params={f"trial.{k}": v for k, v in values.items()}
+                | {"trial.number": trial.number},
+                status_for=lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else None,
+                on_run_started=started,
+                trial=True,
+                combine_eval=None if group is None else group.combine(0),
+            )
+
+        def on_eval_seeds(step: int, metrics: dict[str, float]) -> None:
+            # Optuna's trial holds each seed's values and objective (the run has them too)
+            by_seed = per_seed(seeds, metrics)
+            trial.set_user_attr("seed_metrics", by_seed)
+            trial.set_user_attr(
+                "seed_objectives", {s: self.space.value(m) for s, m in by_seed.items()}
+            )
+            on_eval(step, metrics)
+
+        try:
+            if group is None:
+                result = train()
+            else:
+                trial.set_user_attr("seeds", seeds)
+                others = [
+                    validate(apply_overrides(tree, [f"train.seed={seed}"]), self.registry)
+                    for seed in seeds[1:]
+                ]
+                result = run_seed_group(group, others, train)
+        except (NonFiniteLossError, PluginRuntimeError) as exc:
+            # FAIL in Optuna; the reason (naming the plugin) goes into the trial's line
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
+        trial.set_user_attr("wall_time_s", result.wall_time_s)
+        return self.space.value(result.metrics)
+
+    def after_trial(self, study, trial) -> None:
+        """Tag the child with its Optuna state, keep the parent's best current, print a line."""
+        from pipeline.stores import dead_trials
+
+        state = trial.state.name
+        with self._lock:
+            run_id = trial.user_attrs.get("mlflow_run_id")
+            if self.tracking is not None and run_id:
+                client = client_for(self.tracking)
+                tags = {"optuna.state": state}
+                if "pruned_at_step" in trial.user_attrs:
+                    tags["optuna.pruned_at_step"] = str(trial.user_attrs["pruned_at_step"])
+                for k, v in tags.items():
+                    client.set_tag(run_id, k, v)
+            best = best_trial(study)
+            if self.parent is not None and best is not None:
+                self._record_best(best, trial.number)
+            self.echo(trial_line(trial, self.space.metric))
+        dead_trials.fail_dead_trials(study, self.retry_dead)  # a sibling's, on this host
+
+    def _record_best(self, best, step: int) -> None:
+        """Best value as a metric, best params as ``best.param.<key>`` tags (stale ones of a
+        conditional parameter the new best does not have are deleted)."""
+        parent = self.parent
+        assert parent is not None
+        parent.log_metrics([("best_value", best.value, step)])
+        tags = {f"best.param.{k}": v for k, v in best.params.items()}
+        stale = [
+            k
+            for k in parent.client.get_run(parent.run_id).data.tags
+            if k.startswith("best.param.") and k not in tags
+        ]
+        for key in stale:
+            parent.client.delete_tag(parent.run_id, key)
+        parent.set_tags(
+            tags
+            | {
+                "best.trial": best.number,
+                "best.value": best.value,
+                "best.run_id": best.user_attrs.get("mlflow_run_id", ""),
+            }
+        )
+
+    def complete_best(self, study) -> None:
+        """Give the study's best trial its figures and generator model (a trial runs
+        without them: :mod:`pipeline.training.trial_record`); once, when the search ends."""
+        from pipeline.training.trial_record import complete_trial_run
+
+        best = best_trial(study)
+        run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
+        if self.tracking is None or not run_id:
+            return
+        try:
+            done = complete_trial_run(self.tracking, run_id, self.registry)
+        except Exception as exc:  # the study stands; `pipeline best` tries again
+            why = scrub(f"{type(exc).__name__}: {exc}", self.tracking.tracking_uri)
+            self.echo(
+                f"best trial {best.number}: figures and generator not logged ({why}); "
+                f"`pipeline best` tries again"
+            )
+            return
+        if done:
+            self.echo(f"best trial {best.number}: figures and generator logged to run {run_id}")
+
+    # -- the whole invocation ----------------------------------------------------------
+    def run(self):
+        import torch
+
+        from pipeline.stores import dead_trials
+
+        study = self.open_study()
+        if self.options.n_jobs > 1:
+            torch.set_num_threads(max(1, torch.get_num_threads() // self.options.n_jobs))
+        self.echo(
+            f"study {self.study_name!r} ({len(study.trials)} trials so far) "
+            f"in {mask_url(self.storage_url)}; "
+            f"objective: {self.space.direction} {self.space.metric}; "
+            f"sampler {self.options.sampler}, pruner {self.options.pruner}"
+            + (f"; MLflow parent run {self.parent.run_id}" if self.parent else "")
+        )
+        start = time.perf_counter()
+        status = "FINISHED"
+        try:
+            dead_trials.fail_dead_trials(study, self.retry_dead)
+            study.optimize(
+                self.objective,
+                n_trials=self.options.n_trials,
+                timeout=self.options.timeout,
+                n_jobs=self.options.n_jobs,
+                callbacks=[self.after_trial],
+                catch=(NonFiniteLossError, PluginRuntimeError),
+                gc_after_trial=False,
+            )
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            wall = time.perf_counter() - start
+            self.leave_study(study, status, wall)
+        self.echo(summary(study, self.space.metric, wall))
+        return study
