@@ -181,6 +181,23 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
     table = parse_table(report, "ring8")
     assert set(table) == set(seeds) | {"*PacGAN4* (reference)"}
     data = json.loads((folder / "report.json").read_text())
+    # the carry-over: the pick's value on its trial seed, tuned − default on the same new
+    # seeds, recomputed from the seed runs
+    assert "## Carry-over to new seeds" in report
+    assert "Tuning beat the default on new seeds for " in report.split("## Carry-over")[1]
+    for variant in ("gan", "sngan"):
+        (item,) = [c for c in data["carry_over"] if c["variant"] == variant]
+        study = optuna.load_study(study_name=f"tiny-{variant}", storage=storage)
+        assert item["trial_value"] == study.best_value
+        tuned, default = seeds[variant], seeds[f"{variant} (default)"]
+        for metric in ("modes", "w1"):
+            diffs = [
+                tuned[s].data.metrics[metric] - default[s].data.metrics[metric] for s in (1, 2)
+            ]
+            paired = item["paired"][metric]
+            assert paired["mean"] == pytest.approx(np.mean(diffs), abs=1e-12)
+            better = sum(d < 0 for d in diffs) if metric == "w1" else sum(d > 0 for d in diffs)
+            assert (paired["better"], paired["seeds"]) == (better, 2)
     for variant in seeds:
         row = table[variant]
         for i, metric in enumerate(METRICS):

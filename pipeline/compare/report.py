@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pipeline.compare.carryover import CarryOver, SeedMetrics, carry_over, markdown_lines
 from pipeline.compare.results import ComparisonRecord, SeedRun, VariantResult, objective_value
 from pipeline.tuning.report import best_trial
 from pipeline.tuning.search_space import ObjectiveSpec
@@ -87,6 +88,7 @@ def collect(record: ComparisonRecord) -> list[VariantResult]:
         res.agreement = objective_agreement([r.data.metrics for r in ours], res.weights, metrics)
         numbered = [(int(r.data.tags.get("optuna.trial_number", -1)), r.data.metrics) for r in ours]
         directions = {m.name: m.cls.direction for m in exp.metrics}
+        res.directions = directions
         res.picks = trial_picks(numbered, res, metrics, directions)
         results.append(res)
     return results
@@ -230,6 +232,7 @@ def markdown(record: ComparisonRecord, results: list[VariantResult], plots: list
         f"the process time of the tuning trials and of the seed re-trainings.",
         "",
     ]
+    lines += carryover_lines(results, metrics)
     head = [
         "variant",
         *metrics,
@@ -266,6 +269,43 @@ def markdown(record: ComparisonRecord, results: list[VariantResult], plots: list
     lines += _agreement_table(results, metrics)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     return "\n".join(lines)
+
+
+def carry_overs(results: list[VariantResult], metrics: list[str]) -> list[CarryOver]:
+    """Each tuned variant's carry-over to the new seeds, against its default's rows
+    (:mod:`pipeline.compare.carryover`)."""
+    defaults = {r.name.removesuffix(" (default)"): r for r in results if r.default}
+    items = []
+    for r in results:
+        if r.default:
+            continue
+        default = defaults.get(r.name)
+
+        def by_seed(res: VariantResult) -> SeedMetrics:
+            return SeedMetrics({s.seed: s.metrics for s in res.seeds})
+
+        items.append(
+            carry_over(
+                r.name,
+                r.objective,
+                r.direction,
+                r.weights or {r.objective: 1.0},
+                r.best_value,
+                by_seed(r),
+                None if default is None else by_seed(default),
+                r.directions,
+                metrics,
+            )
+        )
+    return items
+
+
+def carryover_lines(results: list[VariantResult], metrics: list[str]) -> list[str]:
+    """The report's first section: does each tuned setting hold on the new seeds?"""
+    items = carry_overs(results, metrics)
+    if not items:
+        return []
+    return ["## Carry-over to new seeds", "", *markdown_lines(items, metrics)]
 
 
 def _agreement_table(results: list[VariantResult], metrics: list[str]) -> list[str]:
@@ -326,7 +366,11 @@ def write_report(record: ComparisonRecord, out_dir: Path) -> Path:
     (folder / "report.md").write_text(markdown(record, results, plots))
     (folder / "report.json").write_text(
         json.dumps(
-            {"comparison": record.comparison.name, "variants": [asdict(r) for r in results]},
+            {
+                "comparison": record.comparison.name,
+                "variants": [asdict(r) for r in results],
+                "carry_over": [asdict(c) for c in carry_overs(results, metrics)],
+            },
             indent=2,
         )
     )

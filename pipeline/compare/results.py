@@ -63,6 +63,8 @@ class VariantResult:
     #: (picked by, trial number, that trial's final metrics): the trial the objective picks
     #: and the trial each metric would pick (see :func:`trial_picks`)
     picks: list[tuple[str, int, dict[str, float]]] = field(default_factory=list)
+    #: each metric's direction (``minimize``/``maximize``), as its plugin declares it
+    directions: dict[str, str] = field(default_factory=dict)
 
     @property
     def seed_cpu_s(self) -> float:
