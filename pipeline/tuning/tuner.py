@@ -46,7 +46,6 @@ from pipeline.training.resume import ADDED_SETTINGS
 from pipeline.tuning.factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, make_pruner, make_sampler
 from pipeline.tuning.report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.tuning.search_space import build_search_space
-from pipeline.tuning.trial_seeds import SeedGroup, per_seed, run_seed_group
 
 PARENT_ATTR = "mlflow_parent_run_id"
 
@@ -245,6 +244,9 @@ class Tuner:
 
         dead_trials.mark_worker(trial)
         retry_of = trial.user_attrs.get(dead_trials.RETRY_OF_ATTR)
+        # torch only now (trial_seeds imports the trainer): the CLI refuses without it
+        from pipeline.tuning.trial_seeds import SeedGroup, per_seed, run_seed_group
+
         values = self.space.suggest(trial)
         tree = self.space.apply(values)
         exp = validate(tree, self.registry)
