@@ -158,6 +158,14 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
             seeds[row][seed] = r
     trials = [r for r in runs if r.data.tags.get("pipeline.role") == "trial"]
     assert sorted(r.data.tags["comparison.variant"] for r in trials) == ["gan"] * 2 + ["sngan"] * 2
+    # every run has its role; the runs are named for their variant, the best trial says so
+    assert {r.data.tags.get("pipeline.role") for r in runs} == {
+        "comparison", "study", "trial", "seed"
+    }  # fmt: skip
+    for r in seeds["gan"].values():
+        assert r.info.run_name == f"gan · seed {r.data.tags['comparison.seed']}"
+    for r in seeds["sngan (default)"].values():
+        assert r.info.run_name == f"sngan · default · seed {r.data.tags['comparison.seed']}"
     assert {v: sorted(s) for v, s in seeds.items()} == {v: [1, 2] for v in seeds}
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
@@ -165,6 +173,16 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
     for variant in ("gan", "sngan"):
         study = optuna.load_study(study_name=f"tiny-{variant}", storage=storage)
         assert len(study.trials) == 2
+        mine = {
+            int(r.data.tags["optuna.trial_number"]): r
+            for r in trials
+            if r.data.tags["comparison.variant"] == variant
+        }
+        best_number = study.best_trial.number
+        for number, r in mine.items():
+            is_best = number == best_number
+            assert r.info.run_name == f"{variant} · trial {number}" + (" (best)" if is_best else "")
+            assert ("pipeline.best" in r.data.tags) == is_best
         # the seeds re-train the study's best setting; the defaults, the file's own
         setting = json.dumps(study.best_trial.params, sort_keys=True)
         assert {r.data.tags["comparison.setting"] for r in seeds[variant].values()} == {setting}

@@ -186,6 +186,44 @@ def test_each_trial_is_a_child_run_with_its_params_state_and_artifacts(six_trial
 
 
 @pytest.mark.slow
+def test_the_best_trial_run_is_tagged_and_named_and_every_run_has_its_role(six_trials):
+    best = six_trials.best
+    for child in six_trials.children:
+        number = int(child.data.tags["optuna.trial_number"])
+        assert child.data.tags["pipeline.role"] == "trial"
+        is_best = number == best.number
+        assert child.data.tags.get("pipeline.best") == ("true" if is_best else None)
+        assert child.info.run_name == f"trial {number}" + (" (best)" if is_best else "")
+    assert six_trials.parent.info.run_name == "study wgan_gp_grid25"
+    # the best changed during the study: the mark moved off an earlier best
+    done = [t for t in six_trials.trials if t.state.name == "COMPLETE"]
+    assert done[0].number != best.number
+
+
+def test_the_best_mark_moves_to_the_new_best_and_leaves_the_old_one(tmp_path):
+    from pipeline.tuning.best_mark import move_best_mark
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.create_experiment("marks", artifact_location=str(tmp_path / "a"))
+    parent = client.create_run(exp, run_name="study s").info.run_id
+    a, b, other = (
+        client.create_run(exp, run_name=f"trial {i}", tags={"mlflow.parentRunId": parent})
+        for i in range(3)
+    )
+    stranger = client.create_run(exp, run_name="trial 9", tags={"pipeline.best": "true"})
+    assert move_best_mark(client, parent, a.info.run_id)
+    assert not move_best_mark(client, parent, a.info.run_id)  # already marked: no change
+    assert client.get_run(a.info.run_id).info.run_name == "trial 0 (best)"
+    assert move_best_mark(client, parent, b.info.run_id)  # another worker's trial is best
+    old, new = client.get_run(a.info.run_id), client.get_run(b.info.run_id)
+    assert "pipeline.best" not in old.data.tags and old.info.run_name == "trial 0"
+    assert new.data.tags["pipeline.best"] == "true" and new.info.run_name == "trial 1 (best)"
+    assert "pipeline.best" not in client.get_run(other.info.run_id).data.tags
+    # a run under another parent keeps its own mark
+    assert client.get_run(stranger.info.run_id).data.tags["pipeline.best"] == "true"
+
+
+@pytest.mark.slow
 def test_the_parent_run_names_the_best_trial_with_plots_and_a_table(six_trials):
     parent, best, client = six_trials.parent, six_trials.best, six_trials.client
     assert parent.data.tags["best.trial"] == str(best.number)
@@ -284,6 +322,8 @@ def test_two_workers_make_distinct_trials_under_one_parent(tmp_path, monkeypatch
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert len({c.data.tags["optuna.trial_number"] for c in children}) == 4
     assert len({t.user_attrs["mlflow_run_id"] for t in study.trials}) == 4
+    (marked,) = [c for c in children if c.data.tags.get("pipeline.best") == "true"]
+    assert marked.info.run_id == study.best_trial.user_attrs["mlflow_run_id"]
 
 
 @pytest.mark.slow

@@ -281,7 +281,9 @@ class ComparisonRunner:
             tracking=self.tracking,
             progress=False,
             parent_run_id=self.parent.run_id,
-            run_name=f"{label} seed {seed}",
+            run_name=" · ".join(
+                [variant, *([] if trial is not None else ["default"]), f"seed {seed}"]
+            ),
             extra_tags={
                 ROLE: "seed",
                 NAME_TAG: self.comparison.name,

@@ -40,9 +40,10 @@ from pipeline.experiment.config import apply_overrides, load_yaml, validate
 from pipeline.host.blame import PluginRuntimeError
 from pipeline.host.registry import Registry
 from pipeline.stores.storage import check_artifact_location, parse_storage
-from pipeline.tracking.client import RunTracker, TrackingSettings, client_for
+from pipeline.tracking.client import ROLE_TAG, RunTracker, TrackingSettings, client_for
 from pipeline.tracking.urls import mask_url, scrub
 from pipeline.training.resume import ADDED_SETTINGS
+from pipeline.tuning.best_mark import record_best
 from pipeline.tuning.factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, make_pruner, make_sampler
 from pipeline.tuning.report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.tuning.search_space import build_search_space
@@ -196,7 +197,7 @@ class Tuner:
                 "optuna.storage": mask_url(self.storage_url),
                 "optuna.direction": self.space.direction,
                 "optuna.objective": self.space.metric,
-                "pipeline.role": "study",
+                ROLE_TAG: "study",
             },
         )
         study.set_user_attr(PARENT_ATTR, parent.run_id)
@@ -271,8 +272,9 @@ class Tuner:
                 progress=False,
                 on_eval=on_eval if group is None else group.decided(on_eval_seeds),
                 parent_run_id=self.parent.run_id if self.parent else None,
-                run_name=f"trial {trial.number}",
+                run_name=self.trial_run_name(trial.number),
                 extra_tags={
+                    ROLE_TAG: "trial",
                     "optuna.study_name": self.study_name,
                     "optuna.trial_number": str(trial.number),
                     "optuna.params": json.dumps(values),
@@ -313,6 +315,10 @@ class Tuner:
         trial.set_user_attr("wall_time_s", result.wall_time_s)
         return self.space.value(result.metrics)
 
+    def trial_run_name(self, number: int) -> str:
+        """The MLflow run name of trial ``number`` (a comparison's names its variant)."""
+        return f"trial {number}"
+
     def after_trial(self, study, trial) -> None:
         """Tag the child with its Optuna state, keep the parent's best current, print a line."""
         from pipeline.stores import dead_trials
@@ -329,32 +335,9 @@ class Tuner:
                     client.set_tag(run_id, k, v)
             best = best_trial(study)
             if self.parent is not None and best is not None:
-                self._record_best(best, trial.number)
+                record_best(self.parent, best, trial.number, self.storage_url)
             self.echo(trial_line(trial, self.space.metric))
         dead_trials.fail_dead_trials(study, self.retry_dead)  # a sibling's, on this host
-
-    def _record_best(self, best, step: int) -> None:
-        """Best value as a metric, best params as ``best.param.<key>`` tags (stale ones of a
-        conditional parameter the new best does not have are deleted)."""
-        parent = self.parent
-        assert parent is not None
-        parent.log_metrics([("best_value", best.value, step)])
-        tags = {f"best.param.{k}": v for k, v in best.params.items()}
-        stale = [
-            k
-            for k in parent.client.get_run(parent.run_id).data.tags
-            if k.startswith("best.param.") and k not in tags
-        ]
-        for key in stale:
-            parent.client.delete_tag(parent.run_id, key)
-        parent.set_tags(
-            tags
-            | {
-                "best.trial": best.number,
-                "best.value": best.value,
-                "best.run_id": best.user_attrs.get("mlflow_run_id", ""),
-            }
-        )
 
     def complete_best(self, study) -> None:
         """Give the study's best trial its figures and generator model (a trial runs
