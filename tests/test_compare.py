@@ -313,6 +313,23 @@ def test_bad_comparison_file_names_the_field(tmp_path, change, field):
     assert not (tmp_path / "mlflow.db").exists()  # refused before anything was created
 
 
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [("train.stepz=300", "-o train.stepz"), ("loss.name=nope", "-o loss.name")],
+)
+def test_a_bad_override_is_blamed_on_the_o_not_the_file(tmp_path, override, field):
+    # one variant that sets neither key: the -o is at fault, not the file
+    path = comparison_file(tmp_path, variants={"gan": {"constraint.name": "none", **TINY}})
+    result = CliRunner().invoke(
+        main,
+        ["compare", str(path), "-o", override, "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {field}:"), result.output
+    assert "variants." not in result.output
+    assert not (tmp_path / "m.db").exists()
+
+
 def test_two_workers_share_each_variants_trials_and_seeds(tmp_path):
     """``--workers 2`` through the CLI, in real processes: each study gets its 3 trials
     (2 + 1) from two samplers, every seed re-training runs exactly once, the seeds re-train

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -557,3 +558,53 @@ def test_cmaes_refuses_a_categorical_space(tmp_path, registry):
     path = space_file(tmp_path, {"loss.name": {"type": "categorical", "choices": ["wgan"]}})
     with pytest.raises(ConfigError, match="--sampler: cmaes needs a numeric space"):
         Tuner(path, [], TuneOptions(sampler="cmaes"), registry=registry, tracking=None)
+
+
+class Heard(logging.Handler):
+    """What a logger said (Optuna's log does not reach the root logger, nor pytest's)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_study_plots_keep_optunas_empty_warnings_out_of_the_terminal(tmp_path, registry):
+    # every trial with one n_critic: Optuna's contour plot warns "Param train.n_critic
+    # unique value length is less than 2." on its own log, which says nothing to the user
+    from pipeline.experiment.config import load_yaml
+    from pipeline.tracking.client import RunTracker
+    from pipeline.tuning.report import log_study_artifacts
+    from pipeline.tuning.search_space import build_search_space
+
+    space = build_search_space(load_yaml(EXPERIMENTS / "wgan_gp_grid25.yaml"), registry)
+    dists = {
+        "train.n_critic": optuna.distributions.IntDistribution(1, 10),
+        "constraint.weight": optuna.distributions.FloatDistribution(0.01, 100.0, log=True),
+    }
+    study = optuna.create_study()
+    for value, weight in ((0.5, 0.1), (0.3, 1.0), (0.4, 10.0)):
+        params = {"train.n_critic": 5, "constraint.weight": weight}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+    tracking = TrackingSettings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_location=str(tmp_path / "a")
+    )
+    parent = RunTracker.start(tracking, "plots", run_name="study plots")
+    before = optuna.logging.get_verbosity()
+    heard = Heard()
+    logging.getLogger("optuna").addHandler(heard)
+    try:
+        log_study_artifacts(study, parent, space)
+        optuna.logging.get_logger("optuna.visualization").warning("heard after the plots")
+    finally:
+        logging.getLogger("optuna").removeHandler(heard)
+    assert not [line for line in heard.lines if "unique value length" in line], heard.lines
+    assert "heard after the plots" in heard.lines  # the log itself is back as it was
+    assert optuna.logging.get_verbosity() == before  # quiet only for the plots
+    arts = {
+        a.path for a in MlflowClient(tracking.tracking_uri).list_artifacts(parent.run_id, "plots")
+    }
+    assert "plots/contour.png" in arts
+
