@@ -95,8 +95,9 @@ def parse_table(report: str, dataset: str) -> dict[str, list[str]]:
 
 
 def parse_cell(cell: str) -> tuple[float, float]:
-    mean, se = re.fullmatch(r"(\S+) ± (\S+)", cell).groups()
-    return float(mean), float(se)
+    """A table cell ``mean ± se`` (bold or not); ``mean`` alone where the s.e. is 0."""
+    mean, se = re.fullmatch(r"(\S+?)(?: ± (\S+))?", cell.strip("*")).groups()
+    return float(mean), 0.0 if se is None else float(se)
 
 
 def test_tiny_comparison_end_to_end_resumed(tmp_path):
@@ -223,9 +224,14 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
             mean = values.mean()
             se = values.std(ddof=1) / math.sqrt(len(values))
             shown_mean, shown_se = parse_cell(row[i])
-            # the table shows 4 and 2 significant digits
-            assert shown_mean == pytest.approx(mean, rel=5e-4, abs=1e-12)
-            assert shown_se == pytest.approx(se, rel=5e-2, abs=1e-12)
+            # rounded to the s.e.'s first significant digit (4 significant digits at s.e. 0)
+            unit = 10 ** math.floor(math.log10(se)) if se > 0 else 0.0
+            assert shown_mean == pytest.approx(mean, rel=5e-4, abs=unit / 2 + 1e-12)
+            assert shown_se == pytest.approx(se, abs=unit / 2 + 1e-12)
+            # the best mean of the column in bold, by the metric's direction
+            means = {v: np.mean([seeds[v][s].data.metrics[metric] for s in (1, 2)]) for v in seeds}
+            pick = max if metric in ("modes", "hq_fraction") else min
+            assert row[i].startswith("**") == (mean == pick(means.values())), (metric, row[i])
             (entry,) = [v for v in data["variants"] if v["name"] == variant]
             assert entry["stats"][metric] == pytest.approx([mean, se], rel=1e-12, abs=1e-15)
         assert row[len(METRICS)] == "2"  # seeds
@@ -417,6 +423,28 @@ def test_ctrl_c_stops_every_compare_worker_and_the_parent_is_killed(tmp_path):
     assert not running, (running, out)
 
 
+def test_report_cells_are_rounded_to_the_se_and_the_best_is_bold_by_hand():
+    from pipeline.compare.results import VariantResult
+    from pipeline.compare.table import metric_cells
+
+    def row(name: str, stats: dict[str, tuple[float, float]]) -> VariantResult:
+        r = VariantResult(name, "grid25", "w1", "minimize")
+        r.stats, r.directions = stats, {"modes": "maximize", "reverse_kl": "minimize"}
+        return r
+
+    rows = [
+        row("gan", {"modes": (23.456, 1.7), "reverse_kl": (0.123456, 0.0234)}),
+        row("sngan", {"modes": (24.9, 0.26), "reverse_kl": (0.2, 0.0)}),
+        row("gan (default)", {"modes": (12.0, math.nan)}),
+    ]
+    rows[2].directions = {}  # a default row: the column's direction comes from the others
+    cells = metric_cells(rows, ["modes", "reverse_kl"])
+    # s.e. 1.7 → units, 0.26 → tenths, 0.0234 → hundredths; s.e. 0 or NaN: 4 digits alone
+    assert cells["gan"] == ["23 ± 2", "**0.12 ± 0.02**"]  # reverse KL: lower is better
+    assert cells["sngan"] == ["**24.9 ± 0.3**", "0.2"]  # modes: more is better
+    assert cells["gan (default)"] == ["12", "—"]
+
+
 def test_bootstrap_best_so_far_by_hand():
     # one resample of a 3-trial pool: each curve is a running minimum of draws from it
     curves = bootstrap_best_so_far([3.0, None, 1.0], maximize=False, resamples=50)
@@ -503,3 +531,28 @@ def test_new_seeds_come_after_every_seed_a_trial_trained_on():
     assert load_comparison(file).spec.seeds == [1, 2, 3, 4, 5]
     three = load_comparison(file, ["train.seed=0", "tune.seeds=3"])
     assert three.spec.seeds == [3, 4, 5, 6, 7]
+
+
+def test_metrics_over_seeds_tells_defaults_from_tuned_rows(tmp_path):
+    import matplotlib.image
+
+    from pipeline.compare.plots import metrics_over_seeds
+    from pipeline.compare.results import SeedRun, VariantResult
+
+    def row(name: str, w1: list[float], default: bool) -> VariantResult:
+        r = VariantResult(name, "ring8", "w1", "minimize", default=default)
+        r.seeds = [SeedRun(s, "run", {"w1": v}, 1.0, 1.0) for s, v in enumerate(w1)]
+        r.stats = {"w1": mean_se(w1)}
+        return r
+
+    def orange(path: Path) -> int:  # tab:orange, the untuned defaults' triangles
+        rgb = matplotlib.image.imread(path)[:, :, :3]
+        r, g, b = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
+        return int(((r > 0.9) & (g > 0.35) & (g < 0.65) & (b < 0.3)).sum())
+
+    tuned = row("gan", [0.3, 0.32, 0.29], False)
+    both = metrics_over_seeds(
+        [tuned, row("gan (default)", [0.4, 0.45], True)], ["w1"], tmp_path / "a.png"
+    )
+    alone = metrics_over_seeds([tuned], ["w1"], tmp_path / "b.png")
+    assert orange(alone) == 0 and orange(both) > 20
