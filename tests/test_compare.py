@@ -122,9 +122,16 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
 
     # 3: rerun to the end: no tuning left, only sngan's seed 1 runs
     third = StopAt()
-    folder = runner(tmp_path, third).run(tmp_path / "out")
+    last = runner(tmp_path, third)
+    phases: list[tuple] = []
+    last.on_phase = lambda *phase: phases.append(phase)  # what a progress bar is told
+    folder = last.run(tmp_path / "out")
     assert not [line for line in third.lines if line.startswith("trial ")]
     assert [line.split(":")[0] for line in third.lines if " seed " in line] == ["sngan seed 2"]
+    assert phases == [
+        ("gan", "tuning", None), ("sngan", "tuning", None), ("sngan", "seed", 2),
+        ("report", "writing", None),
+    ]  # fmt: skip
 
     # the runs: one parent, a study run per variant under it, trials under the studies,
     # seeds under the parent; each trial and seed exactly once
@@ -556,3 +563,19 @@ def test_metrics_over_seeds_tells_defaults_from_tuned_rows(tmp_path):
     )
     alone = metrics_over_seeds([tuned], ["w1"], tmp_path / "b.png")
     assert orange(alone) == 0 and orange(both) > 20
+
+
+def test_compare_bar_shows_variant_phase_and_seed():
+    import io
+
+    from pipeline.cli.progress import CompareBar
+
+    drawn = io.StringIO()
+    bar = CompareBar(["gan", "sngan"], file=drawn)
+    bar.phase("gan", "tuning")
+    bar.phase("sngan", "default seed", 2)
+    shown = drawn.getvalue()
+    assert "sngan" in shown and "1/2" in shown and "default seed 2" in shown
+    bar.phase("report", "writing")
+    bar.close()
+    assert "2/2" in drawn.getvalue() and bar.bar is None

@@ -608,3 +608,34 @@ def test_study_plots_keep_optunas_empty_warnings_out_of_the_terminal(tmp_path, r
     }
     assert "plots/contour.png" in arts
 
+
+def test_tune_progress_bar_counts_trials_with_the_best_and_the_running_step(tmp_path, monkeypatch):
+    import io
+
+    from pipeline.cli.progress import TuneBar
+
+    monkeypatch.chdir(tmp_path)
+    drawn = io.StringIO()
+    bar = TuneBar(file=drawn)
+    tuner = make_tuner(tmp_path, 2)
+    tuner.progress = bar
+    steps: list[str] = []
+    real_step = bar.step
+    bar.step = lambda trial, step: (real_step(trial, step), steps.append(bar.postfix()))
+    study = tuner.run()
+    out = drawn.getvalue()
+    assert "2/2" in out  # n of N trials
+    assert f"best w1 {study.best_value:.4g}" in out  # the best so far, as it ended
+    assert steps and steps[0].startswith("trial 0 step 2")  # the running trial's step
+    assert bar.bar is None  # closed with the search
+
+
+def test_tune_without_a_terminal_prints_plain_lines_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["tune", str(EXPERIMENTS / "wgan_gp_grid25.yaml"), "--n-trials", "1"]
+    args += [a for o in TINY_SMALL for a in ("-o", o)]
+    args += ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "trial    0  COMPLETE" in result.output
+    assert "\r" not in result.output and "trial/s" not in result.output  # no bar

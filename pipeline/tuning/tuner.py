@@ -45,6 +45,7 @@ from pipeline.tracking.urls import mask_url, scrub
 from pipeline.training.resume import ADDED_SETTINGS
 from pipeline.tuning.best_mark import record_best
 from pipeline.tuning.factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, make_pruner, make_sampler
+from pipeline.tuning.progress import TuneProgress
 from pipeline.tuning.report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.tuning.search_space import build_search_space
 from pipeline.tuning.trial_seeds import SeedGroup, per_seed, run_seed_group
@@ -77,6 +78,7 @@ class Tuner:
         registry: Registry,
         tracking: TrackingSettings | None,
         echo: Callable[[str], None] = print,
+        progress: TuneProgress | None = None,
     ) -> None:
         if options.n_trials is not None and options.n_trials < 1:
             raise ConfigError("--n-trials", f"must be ≥ 1 (got {options.n_trials})")
@@ -88,6 +90,7 @@ class Tuner:
         self.registry = registry
         self.tracking = tracking
         self.echo = echo
+        self.progress = progress or TuneProgress()
         base = apply_overrides(load_yaml(experiment_file), overrides, registry=registry)
         if options.device is not None:
             base = apply_overrides(base, [f"train.device={options.device}"])
@@ -256,6 +259,7 @@ class Tuner:
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             value = self.space.value(metrics)
             trial.set_user_attr("last_step", step)
+            self.progress.step(trial.number, step)
             if math.isfinite(value):
                 trial.report(value, step)
             if trial.should_prune():
@@ -337,6 +341,7 @@ class Tuner:
             if self.parent is not None and best is not None:
                 record_best(self.parent, best, trial.number, self.storage_url)
             self.echo(trial_line(trial, self.space.metric))
+            self.progress.trial_done(trial.number, None if best is None else best.value)
         dead_trials.fail_dead_trials(study, self.retry_dead)  # a sibling's, on this host
 
     def complete_best(self, study) -> None:
@@ -378,6 +383,7 @@ class Tuner:
         )
         start = time.perf_counter()
         status = "FINISHED"
+        self.progress.start(self.options.n_trials, self.options.timeout, self.space.metric)
         try:
             dead_trials.fail_dead_trials(study, self.retry_dead)
             study.optimize(
@@ -396,6 +402,7 @@ class Tuner:
             status = "FAILED"
             raise
         finally:
+            self.progress.close()
             wall = time.perf_counter() - start
             self.leave_study(study, status, wall)
         self.echo(summary(study, self.space.metric, wall))
