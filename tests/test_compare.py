@@ -95,8 +95,9 @@ def parse_table(report: str, dataset: str) -> dict[str, list[str]]:
 
 
 def parse_cell(cell: str) -> tuple[float, float]:
-    mean, se = re.fullmatch(r"(\S+) ± (\S+)", cell).groups()
-    return float(mean), float(se)
+    """A table cell ``mean ± se`` (bold or not); ``mean`` alone where the s.e. is 0."""
+    mean, se = re.fullmatch(r"(\S+?)(?: ± (\S+))?", cell.strip("*")).groups()
+    return float(mean), 0.0 if se is None else float(se)
 
 
 def test_tiny_comparison_end_to_end_resumed(tmp_path):
@@ -121,9 +122,16 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
 
     # 3: rerun to the end: no tuning left, only sngan's seed 1 runs
     third = StopAt()
-    folder = runner(tmp_path, third).run(tmp_path / "out")
+    last = runner(tmp_path, third)
+    phases: list[tuple] = []
+    last.on_phase = lambda *phase: phases.append(phase)  # what a progress bar is told
+    folder = last.run(tmp_path / "out")
     assert not [line for line in third.lines if line.startswith("trial ")]
     assert [line.split(":")[0] for line in third.lines if " seed " in line] == ["sngan seed 2"]
+    assert phases == [
+        ("gan", "tuning", None), ("sngan", "tuning", None), ("sngan", "seed", 2),
+        ("report", "writing", None),
+    ]  # fmt: skip
 
     # the runs: one parent, a study run per variant under it, trials under the studies,
     # seeds under the parent; each trial and seed exactly once
@@ -158,6 +166,14 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
             seeds[row][seed] = r
     trials = [r for r in runs if r.data.tags.get("pipeline.role") == "trial"]
     assert sorted(r.data.tags["comparison.variant"] for r in trials) == ["gan"] * 2 + ["sngan"] * 2
+    # every run has its role; the runs are named for their variant, the best trial says so
+    assert {r.data.tags.get("pipeline.role") for r in runs} == {
+        "comparison", "study", "trial", "seed"
+    }  # fmt: skip
+    for r in seeds["gan"].values():
+        assert r.info.run_name == f"gan · seed {r.data.tags['comparison.seed']}"
+    for r in seeds["sngan (default)"].values():
+        assert r.info.run_name == f"sngan · default · seed {r.data.tags['comparison.seed']}"
     assert {v: sorted(s) for v, s in seeds.items()} == {v: [1, 2] for v in seeds}
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
@@ -165,6 +181,16 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
     for variant in ("gan", "sngan"):
         study = optuna.load_study(study_name=f"tiny-{variant}", storage=storage)
         assert len(study.trials) == 2
+        mine = {
+            int(r.data.tags["optuna.trial_number"]): r
+            for r in trials
+            if r.data.tags["comparison.variant"] == variant
+        }
+        best_number = study.best_trial.number
+        for number, r in mine.items():
+            is_best = number == best_number
+            assert r.info.run_name == f"{variant} · trial {number}" + (" (best)" if is_best else "")
+            assert ("pipeline.best" in r.data.tags) == is_best
         # the seeds re-train the study's best setting; the defaults, the file's own
         setting = json.dumps(study.best_trial.params, sort_keys=True)
         assert {r.data.tags["comparison.setting"] for r in seeds[variant].values()} == {setting}
@@ -205,9 +231,14 @@ def test_tiny_comparison_end_to_end_resumed(tmp_path):
             mean = values.mean()
             se = values.std(ddof=1) / math.sqrt(len(values))
             shown_mean, shown_se = parse_cell(row[i])
-            # the table shows 4 and 2 significant digits
-            assert shown_mean == pytest.approx(mean, rel=5e-4, abs=1e-12)
-            assert shown_se == pytest.approx(se, rel=5e-2, abs=1e-12)
+            # rounded to the s.e.'s first significant digit (4 significant digits at s.e. 0)
+            unit = 10 ** math.floor(math.log10(se)) if se > 0 else 0.0
+            assert shown_mean == pytest.approx(mean, rel=5e-4, abs=unit / 2 + 1e-12)
+            assert shown_se == pytest.approx(se, abs=unit / 2 + 1e-12)
+            # the best mean of the column in bold, by the metric's direction
+            means = {v: np.mean([seeds[v][s].data.metrics[metric] for s in (1, 2)]) for v in seeds}
+            pick = max if metric in ("modes", "hq_fraction") else min
+            assert row[i].startswith("**") == (mean == pick(means.values())), (metric, row[i])
             (entry,) = [v for v in data["variants"] if v["name"] == variant]
             assert entry["stats"][metric] == pytest.approx([mean, se], rel=1e-12, abs=1e-15)
         assert row[len(METRICS)] == "2"  # seeds
@@ -293,6 +324,23 @@ def test_bad_comparison_file_names_the_field(tmp_path, change, field):
     assert result.exit_code == 2
     assert result.output.startswith(f"error: {field}:"), result.output
     assert not (tmp_path / "mlflow.db").exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [("train.stepz=300", "-o train.stepz"), ("loss.name=nope", "-o loss.name")],
+)
+def test_a_bad_override_is_blamed_on_the_o_not_the_file(tmp_path, override, field):
+    # one variant that sets neither key: the -o is at fault, not the file
+    path = comparison_file(tmp_path, variants={"gan": {"constraint.name": "none", **TINY}})
+    result = CliRunner().invoke(
+        main,
+        ["compare", str(path), "-o", override, "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {field}:"), result.output
+    assert "variants." not in result.output
+    assert not (tmp_path / "m.db").exists()
 
 
 def test_two_workers_share_each_variants_trials_and_seeds(tmp_path):
@@ -382,6 +430,28 @@ def test_ctrl_c_stops_every_compare_worker_and_the_parent_is_killed(tmp_path):
     assert not running, (running, out)
 
 
+def test_report_cells_are_rounded_to_the_se_and_the_best_is_bold_by_hand():
+    from pipeline.compare.results import VariantResult
+    from pipeline.compare.table import metric_cells
+
+    def row(name: str, stats: dict[str, tuple[float, float]]) -> VariantResult:
+        r = VariantResult(name, "grid25", "w1", "minimize")
+        r.stats, r.directions = stats, {"modes": "maximize", "reverse_kl": "minimize"}
+        return r
+
+    rows = [
+        row("gan", {"modes": (23.456, 1.7), "reverse_kl": (0.123456, 0.0234)}),
+        row("sngan", {"modes": (24.9, 0.26), "reverse_kl": (0.2, 0.0)}),
+        row("gan (default)", {"modes": (12.0, math.nan)}),
+    ]
+    rows[2].directions = {}  # a default row: the column's direction comes from the others
+    cells = metric_cells(rows, ["modes", "reverse_kl"])
+    # s.e. 1.7 → units, 0.26 → tenths, 0.0234 → hundredths; s.e. 0 or NaN: 4 digits alone
+    assert cells["gan"] == ["23 ± 2", "**0.12 ± 0.02**"]  # reverse KL: lower is better
+    assert cells["sngan"] == ["**24.9 ± 0.3**", "0.2"]  # modes: more is better
+    assert cells["gan (default)"] == ["12", "—"]
+
+
 def test_bootstrap_best_so_far_by_hand():
     # one resample of a 3-trial pool: each curve is a running minimum of draws from it
     curves = bootstrap_best_so_far([3.0, None, 1.0], maximize=False, resamples=50)
@@ -468,3 +538,44 @@ def test_new_seeds_come_after_every_seed_a_trial_trained_on():
     assert load_comparison(file).spec.seeds == [1, 2, 3, 4, 5]
     three = load_comparison(file, ["train.seed=0", "tune.seeds=3"])
     assert three.spec.seeds == [3, 4, 5, 6, 7]
+
+
+def test_metrics_over_seeds_tells_defaults_from_tuned_rows(tmp_path):
+    import matplotlib.image
+
+    from pipeline.compare.plots import metrics_over_seeds
+    from pipeline.compare.results import SeedRun, VariantResult
+
+    def row(name: str, w1: list[float], default: bool) -> VariantResult:
+        r = VariantResult(name, "ring8", "w1", "minimize", default=default)
+        r.seeds = [SeedRun(s, "run", {"w1": v}, 1.0, 1.0) for s, v in enumerate(w1)]
+        r.stats = {"w1": mean_se(w1)}
+        return r
+
+    def orange(path: Path) -> int:  # tab:orange, the untuned defaults' triangles
+        rgb = matplotlib.image.imread(path)[:, :, :3]
+        r, g, b = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
+        return int(((r > 0.9) & (g > 0.35) & (g < 0.65) & (b < 0.3)).sum())
+
+    tuned = row("gan", [0.3, 0.32, 0.29], False)
+    both = metrics_over_seeds(
+        [tuned, row("gan (default)", [0.4, 0.45], True)], ["w1"], tmp_path / "a.png"
+    )
+    alone = metrics_over_seeds([tuned], ["w1"], tmp_path / "b.png")
+    assert orange(alone) == 0 and orange(both) > 20
+
+
+def test_compare_bar_shows_variant_phase_and_seed():
+    import io
+
+    from pipeline.cli.progress import CompareBar
+
+    drawn = io.StringIO()
+    bar = CompareBar(["gan", "sngan"], file=drawn)
+    bar.phase("gan", "tuning")
+    bar.phase("sngan", "default seed", 2)
+    shown = drawn.getvalue()
+    assert "sngan" in shown and "1/2" in shown and "default seed 2" in shown
+    bar.phase("report", "writing")
+    bar.close()
+    assert "2/2" in drawn.getvalue() and bar.bar is None

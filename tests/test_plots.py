@@ -28,6 +28,15 @@ def _red_pixels(rgb: np.ndarray) -> int:
     return int(((rgb[:, :, 0] > 0.8) & (rgb[:, :, 1] < 0.3) & (rgb[:, :, 2] < 0.3)).sum())
 
 
+def _orange_pixels(rgb: np.ndarray) -> int:  # matplotlib's tab:orange, (1.0, 0.5, 0.05)
+    r, g, b = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
+    return int(((r > 0.9) & (g > 0.35) & (g < 0.65) & (b < 0.3)).sum())
+
+
+def _dark_pixels(rgb: np.ndarray) -> int:
+    return int((rgb.max(axis=2) < 0.25).sum())
+
+
 def test_scatter_plot_writes_png(tmp_path):
     rng = np.random.default_rng(0)
     samples, centers, std = _ring(2500, rng)
@@ -44,7 +53,30 @@ def test_scatter_plot_writes_png(tmp_path):
     rgb = _read(out)
     assert abs(rgb.shape[0] - rgb.shape[1]) < 0.1 * rgb.shape[1]  # near-square figure
     assert rgb.std() > 0
-    assert _red_pixels(rgb) > 20  # the mode crosses are drawn
+    plain = _read(scatter_plot(samples, tmp_path / "plain.png", real=real, title="ring"))
+    assert _dark_pixels(rgb) > _dark_pixels(plain) + 200  # the 3σ circles and crosses are drawn
+
+
+def test_scatter_real_points_show_where_the_samples_miss_a_mode(tmp_path):
+    rng = np.random.default_rng(3)
+    real, centers, std = _ring(2500, rng)
+    samples = real[np.linalg.norm(real - centers[0], axis=1) > 0.5]  # mode 0 missed
+    rgb = _read(scatter_plot(samples, tmp_path / "missed.png", centers=centers, std=std, real=real))
+    without = _read(scatter_plot(samples, tmp_path / "alone.png", centers=centers, std=std))
+    assert _orange_pixels(without) == 0
+    assert _orange_pixels(rgb) > 30  # the missed mode's real points, in orange
+
+
+def test_a_sample_title_carries_the_metrics_by_hand():
+    from pipeline.training.trial_record import metrics_line, sample_title
+
+    metrics = {"w1": 0.01234, "reverse_kl": 0.0077123, "hq_fraction": 0.8764, "modes": 25.0}
+    assert metrics_line(metrics) == "25 modes · 87.6 % HQ · rKL 0.0077 · W1 0.0123"
+    assert sample_title("grid", 5000, metrics) == (
+        "grid · step 5000\n25 modes · 87.6 % HQ · rKL 0.0077 · W1 0.0123"
+    )
+    assert sample_title("grid", 5000) == "grid · step 5000"
+    assert metrics_line({"fd": 12.345, "precision": 0.5}) == "fd 12.3 · precision 0.5"
 
 
 def test_scatter_plot_without_extras(tmp_path):

@@ -230,6 +230,7 @@ def test_non_finite_loss_stops_the_run_and_marks_it_failed(shared_store):
     run = MlflowClient(shared_store.tracking_uri).get_run(started[0])
     assert run.info.status == "FAILED"
     assert "loss/critic became nan" in run.data.tags["failure_reason"]
+    assert run.data.tags["pipeline.role"] == "train"  # a plain training's role
 
 
 def test_checkpoint_is_written_atomically(tmp_path):

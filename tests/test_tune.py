@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -186,6 +187,44 @@ def test_each_trial_is_a_child_run_with_its_params_state_and_artifacts(six_trial
 
 
 @pytest.mark.slow
+def test_the_best_trial_run_is_tagged_and_named_and_every_run_has_its_role(six_trials):
+    best = six_trials.best
+    for child in six_trials.children:
+        number = int(child.data.tags["optuna.trial_number"])
+        assert child.data.tags["pipeline.role"] == "trial"
+        is_best = number == best.number
+        assert child.data.tags.get("pipeline.best") == ("true" if is_best else None)
+        assert child.info.run_name == f"trial {number}" + (" (best)" if is_best else "")
+    assert six_trials.parent.info.run_name == "study wgan_gp_grid25"
+    # the best changed during the study: the mark moved off an earlier best
+    done = [t for t in six_trials.trials if t.state.name == "COMPLETE"]
+    assert done[0].number != best.number
+
+
+def test_the_best_mark_moves_to_the_new_best_and_leaves_the_old_one(tmp_path):
+    from pipeline.tuning.best_mark import move_best_mark
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.create_experiment("marks", artifact_location=str(tmp_path / "a"))
+    parent = client.create_run(exp, run_name="study s").info.run_id
+    a, b, other = (
+        client.create_run(exp, run_name=f"trial {i}", tags={"mlflow.parentRunId": parent})
+        for i in range(3)
+    )
+    stranger = client.create_run(exp, run_name="trial 9", tags={"pipeline.best": "true"})
+    assert move_best_mark(client, parent, a.info.run_id)
+    assert not move_best_mark(client, parent, a.info.run_id)  # already marked: no change
+    assert client.get_run(a.info.run_id).info.run_name == "trial 0 (best)"
+    assert move_best_mark(client, parent, b.info.run_id)  # another worker's trial is best
+    old, new = client.get_run(a.info.run_id), client.get_run(b.info.run_id)
+    assert "pipeline.best" not in old.data.tags and old.info.run_name == "trial 0"
+    assert new.data.tags["pipeline.best"] == "true" and new.info.run_name == "trial 1 (best)"
+    assert "pipeline.best" not in client.get_run(other.info.run_id).data.tags
+    # a run under another parent keeps its own mark
+    assert client.get_run(stranger.info.run_id).data.tags["pipeline.best"] == "true"
+
+
+@pytest.mark.slow
 def test_the_parent_run_names_the_best_trial_with_plots_and_a_table(six_trials):
     parent, best, client = six_trials.parent, six_trials.best, six_trials.client
     assert parent.data.tags["best.trial"] == str(best.number)
@@ -284,6 +323,8 @@ def test_two_workers_make_distinct_trials_under_one_parent(tmp_path, monkeypatch
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert len({c.data.tags["optuna.trial_number"] for c in children}) == 4
     assert len({t.user_attrs["mlflow_run_id"] for t in study.trials}) == 4
+    (marked,) = [c for c in children if c.data.tags.get("pipeline.best") == "true"]
+    assert marked.info.run_id == study.best_trial.user_attrs["mlflow_run_id"]
 
 
 @pytest.mark.slow
@@ -517,3 +558,84 @@ def test_cmaes_refuses_a_categorical_space(tmp_path, registry):
     path = space_file(tmp_path, {"loss.name": {"type": "categorical", "choices": ["wgan"]}})
     with pytest.raises(ConfigError, match="--sampler: cmaes needs a numeric space"):
         Tuner(path, [], TuneOptions(sampler="cmaes"), registry=registry, tracking=None)
+
+
+class Heard(logging.Handler):
+    """What a logger said (Optuna's log does not reach the root logger, nor pytest's)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_study_plots_keep_optunas_empty_warnings_out_of_the_terminal(tmp_path, registry):
+    # every trial with one n_critic: Optuna's contour plot warns "Param train.n_critic
+    # unique value length is less than 2." on its own log, which says nothing to the user
+    from pipeline.experiment.config import load_yaml
+    from pipeline.tracking.client import RunTracker
+    from pipeline.tuning.report import log_study_artifacts
+    from pipeline.tuning.search_space import build_search_space
+
+    space = build_search_space(load_yaml(EXPERIMENTS / "wgan_gp_grid25.yaml"), registry)
+    dists = {
+        "train.n_critic": optuna.distributions.IntDistribution(1, 10),
+        "constraint.weight": optuna.distributions.FloatDistribution(0.01, 100.0, log=True),
+    }
+    study = optuna.create_study()
+    for value, weight in ((0.5, 0.1), (0.3, 1.0), (0.4, 10.0)):
+        params = {"train.n_critic": 5, "constraint.weight": weight}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+    tracking = TrackingSettings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_location=str(tmp_path / "a")
+    )
+    parent = RunTracker.start(tracking, "plots", run_name="study plots")
+    before = optuna.logging.get_verbosity()
+    heard = Heard()
+    logging.getLogger("optuna").addHandler(heard)
+    try:
+        log_study_artifacts(study, parent, space)
+        optuna.logging.get_logger("optuna.visualization").warning("heard after the plots")
+    finally:
+        logging.getLogger("optuna").removeHandler(heard)
+    assert not [line for line in heard.lines if "unique value length" in line], heard.lines
+    assert "heard after the plots" in heard.lines  # the log itself is back as it was
+    assert optuna.logging.get_verbosity() == before  # quiet only for the plots
+    arts = {
+        a.path for a in MlflowClient(tracking.tracking_uri).list_artifacts(parent.run_id, "plots")
+    }
+    assert "plots/contour.png" in arts
+
+
+def test_tune_progress_bar_counts_trials_with_the_best_and_the_running_step(tmp_path, monkeypatch):
+    import io
+
+    from pipeline.cli.progress import TuneBar
+
+    monkeypatch.chdir(tmp_path)
+    drawn = io.StringIO()
+    bar = TuneBar(file=drawn)
+    tuner = make_tuner(tmp_path, 2)
+    tuner.progress = bar
+    steps: list[str] = []
+    real_step = bar.step
+    bar.step = lambda trial, step: (real_step(trial, step), steps.append(bar.postfix()))
+    study = tuner.run()
+    out = drawn.getvalue()
+    assert "2/2" in out  # n of N trials
+    assert f"best w1 {study.best_value:.4g}" in out  # the best so far, as it ended
+    assert steps and steps[0].startswith("trial 0 step 2")  # the running trial's step
+    assert bar.bar is None  # closed with the search
+
+
+def test_tune_without_a_terminal_prints_plain_lines_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["tune", str(EXPERIMENTS / "wgan_gp_grid25.yaml"), "--n-trials", "1"]
+    args += [a for o in TINY_SMALL for a in ("-o", o)]
+    args += ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "trial    0  COMPLETE" in result.output
+    assert "\r" not in result.output and "trial/s" not in result.output  # no bar

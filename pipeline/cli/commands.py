@@ -9,6 +9,7 @@ import sys
 import click
 
 from pipeline.cli.options import override_option, with_tracking_options, with_worker_options
+from pipeline.cli.progress import Lines, TuneBar, in_terminal
 from pipeline.errors import PipelineError
 from pipeline.tracking.urls import mask_url
 from pipeline.tuning.factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, SAMPLERS
@@ -229,9 +230,15 @@ def tune(
         n_jobs=n_jobs,
     )
 
+    # a bar in a terminal (trials, best so far, the running trial's step); plain lines to
+    # a file, a pipe, a worker, or with populations and worker processes
+    one = worker_index is None and workers == 1 and gpus is None and population is None
+    bar = TuneBar() if one and in_terminal() else None
+    lines = bar or Lines()
+
     def echo(text: str) -> None:
         prefix = "" if worker_index is None else f"[worker {worker_index}] "
-        click.echo("\n".join(prefix + line for line in text.splitlines()))
+        lines.write("\n".join(prefix + line for line in text.splitlines()))
 
     tuner = Tuner(
         experiment_file,
@@ -240,6 +247,7 @@ def tune(
         registry=default_registry(),
         tracking=tracking,
         echo=echo,
+        progress=bar,
     )
     if population is not None:
         from pipeline.tuning.population.tune import PopulationTuner

@@ -9,6 +9,7 @@ import sys
 import click
 
 from pipeline.cli.options import override_option, with_tracking_options
+from pipeline.cli.progress import CompareBar, Lines, in_terminal
 
 
 @click.command()
@@ -72,13 +73,20 @@ def compare(
     comparison = load_comparison(comparison_file, overrides)
     task = None if worker_task is None else json.loads(worker_task)
     prefix = "" if task is None else f"[worker {task['index']}] "
-    runner = ComparisonRunner(
+    bar: CompareBar | None = None
+    lines: Lines = Lines()
+    runner = ComparisonRunner(  # every variant is checked here, before any bar is drawn
         comparison,
         tracking=tracking_flags.load(),
         storage=storage,
         device=device,
-        echo=lambda line: click.echo(prefix + line),
+        echo=lambda line: lines.write(prefix + line),
+        on_phase=lambda variant, phase, seed: bar.phase(variant, phase, seed) if bar else None,
     )
+    # a bar in a terminal (variant, phase, seed); plain lines to a file, a pipe, a worker
+    if task is None and not report_only and in_terminal():
+        bar = CompareBar(list(comparison.spec.variants))
+        lines = bar
     if task is not None:
         try:
             with tempfile.TemporaryDirectory(prefix="gan-pipeline-compare-") as tmp:
@@ -88,11 +96,16 @@ def compare(
         return
     pool = None
     if workers > 1 and not report_only:
-        pool = CompareWorkers(workers, command_line(ctx, ("workers", "worker_task")), click.echo)
+        pool = CompareWorkers(workers, command_line(ctx, ("workers", "worker_task")), lines.write)
     try:
         folder = runner.run(Path(out_dir), report_only=report_only, workers=pool)
     except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
         click.echo("interrupted: rerun the same command to continue", err=True)
         sys.exit(130)
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(f"report: {folder / 'report.md'}")
     click.echo(f"browse with: pipeline ui {runner.tracking.experiment_name}")

@@ -119,7 +119,7 @@ def carry_over(
     return item
 
 
-def _num(value: float, se: float | None = None) -> str:
+def num(value: float, se: float | None = None) -> str:
     """A value rounded to its s.e.'s first significant digit (4 significant digits without)."""
     if se is None or not math.isfinite(se) or se == 0:
         return f"{value:.4g}"
@@ -145,12 +145,12 @@ def markdown_lines(items: list[CarryOver], metrics: list[str]) -> list[str]:
     for i in items:
         cells = [
             i.variant,
-            "—" if i.trial_value is None else _num(i.trial_value),
-            "—" if i.new_value is None else _num(*i.new_value),
+            "—" if i.trial_value is None else num(i.trial_value),
+            "—" if i.new_value is None else num(*i.new_value),
         ]
         for m in [i.objective, *metrics]:
             p = i.paired.get(m)
-            cells.append("—" if p is None else f"{_num(p.mean, p.se)} ({p.better}/{p.seeds})")
+            cells.append("—" if p is None else f"{num(p.mean, p.se)} ({p.better}/{p.seeds})")
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",

@@ -141,10 +141,33 @@ class ComparisonSpec(BaseModel):
 class Comparison:
     """A loaded comparison file: its spec, the base experiment tree and where it lives."""
 
-    def __init__(self, spec: ComparisonSpec, base: dict[str, Any], path: Path) -> None:
+    def __init__(
+        self,
+        spec: ComparisonSpec,
+        base: dict[str, Any],
+        path: Path,
+        cli_keys: tuple[str, ...] = (),
+    ) -> None:
         self.spec = spec
         self.base = base
         self.path = path
+        #: the keys the command line's ``-o`` set on the base (an error there names the ``-o``)
+        self.cli_keys = cli_keys
+
+    def blame(self, variant: str, exc: ConfigError) -> ConfigError:
+        """``exc`` from ``variant``'s tree, naming what is at fault: the command line's
+        ``-o key`` when the field is one it set (and the variant does not set), else
+        ``variants.<variant>.<field>``."""
+        own = self.spec.variants[variant].overrides
+        for key in self.cli_keys:
+            hit = (
+                exc.field == key
+                or exc.field.startswith(key + ".")
+                or key.startswith(exc.field + ".")
+            )
+            if hit and key not in own and exc.field:
+                return ConfigError(f"-o {key}", exc.message)
+        return ConfigError(f"variants.{variant}.{exc.field}".rstrip("."), exc.message)
 
     @property
     def name(self) -> str:
@@ -165,7 +188,7 @@ class Comparison:
         try:
             tree = apply_overrides(self.base, overrides, registry=default_registry(), note=_quiet)
         except ConfigError as exc:
-            raise ConfigError(f"variants.{variant}.{exc.field}".rstrip("."), exc.message) from None
+            raise self.blame(variant, exc) from None
         params = dict((tree.get("tune") or {}).get("params") or {})
         for key, param in v.tune.items():
             if param is None:
@@ -221,10 +244,12 @@ def load_comparison(path: str | Path, overrides: tuple[str, ...] | list[str] = (
     else:
         base = dict(spec.base)
         base.setdefault("name", spec.name)
+    cli_keys: tuple[str, ...] = ()
     if overrides:
-        from pipeline.experiment.config import apply_overrides
+        from pipeline.experiment.config import apply_overrides, parse_override
 
         base = apply_overrides(base, overrides)
+        cli_keys = tuple(parse_override(text)[0] for text in overrides)
     if not isinstance(raw.get("seeds"), list):
         # a count of seeds: new ones after the seed the trials ran with, so the seed that
         # won the tuning is not counted again (Lucic et al. 2018 re-run the best on new seeds)
@@ -233,7 +258,7 @@ def load_comparison(path: str | Path, overrides: tuple[str, ...] | list[str] = (
         trial_seeds = trial_seeds if isinstance(trial_seeds, int) and trial_seeds > 0 else 1
         first = int((base.get("train") or {}).get("seed", 0)) + trial_seeds
         spec = spec.model_copy(update={"seeds": [first + i for i in range(len(spec.seeds))]})
-    comparison = Comparison(spec, base, path)
+    comparison = Comparison(spec, base, path, cli_keys)
     from pipeline.tuning.factories import PRUNERS, SAMPLERS
 
     if spec.sampler not in SAMPLERS:
@@ -260,7 +285,7 @@ def check_variants(comparison: Comparison) -> dict[str, Any]:
             exp = validate({k: v for k, v in tree.items() if k != "tune"}, registry)
             build_search_space(tree, registry)
         except ConfigError as exc:
-            raise ConfigError(f"variants.{name}.{exc.field}".rstrip("."), exc.message) from None
+            raise comparison.blame(name, exc) from None
         computed = {m.name for m in exp.metrics}
         missing = [m for m in comparison.spec.metrics if m not in computed]
         if missing:

@@ -32,9 +32,10 @@ BAND = (5.0, 95.0)
 
 
 def metrics_over_seeds(results: list[VariantResult], metrics: list[str], path: Path) -> Path:
-    """One panel per metric: each seed's value per variant (jittered dots) and the mean
-    ± standard error (a bar with caps)."""
-    fig = Figure(figsize=(3.2 * len(metrics) + 0.6, 3.6), dpi=DPI)
+    """One panel per metric: each seed's value per variant (jittered dots: blue circles
+    for a tuned setting, orange triangles for an untuned default) and the mean ± standard
+    error (a bar with caps), with a legend."""
+    fig = Figure(figsize=(3.2 * len(metrics) + 0.6, 3.8), dpi=DPI)
     rng = np.random.default_rng(0)
     names = [r.name for r in results]
     for i, metric in enumerate(metrics):
@@ -43,14 +44,8 @@ def metrics_over_seeds(results: list[VariantResult], metrics: list[str], path: P
             values = [s.metrics[metric] for s in r.seeds if metric in s.metrics]
             if not values:
                 continue
-            ax.plot(
-                x + rng.uniform(-0.12, 0.12, len(values)),
-                values,
-                "o",
-                ms=4,
-                alpha=0.6,
-                color="tab:blue",
-            )
+            style = SEED_STYLE["default" if r.default else "tuned"]
+            ax.plot(x + rng.uniform(-0.12, 0.12, len(values)), values, ls="none", **style)
             if metric in r.stats:
                 mean, se = r.stats[metric]
                 ax.errorbar(
@@ -61,14 +56,33 @@ def metrics_over_seeds(results: list[VariantResult], metrics: list[str], path: P
                     color="black",
                     capsize=4,
                     ms=4,
+                    label="mean ± s.e.",
                 )
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_title(metric, fontsize=10)
-    fig.suptitle("metrics over seeds (dots), mean ± s.e. (black)", fontsize=10)
-    fig.tight_layout()
+    handles, labels = [], []
+    for ax in fig.axes:  # one legend entry per kind of mark, from whichever panel has it
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.suptitle("metrics over seeds", fontsize=10, x=0.02, y=0.985, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.legend(
+        handles, labels, loc="upper right", bbox_to_anchor=(1, 1), ncol=3, fontsize=8, frameon=False
+    )
     fig.savefig(path)
     return path
+
+
+#: how a seed's dot looks: tuned settings and untuned defaults told apart
+SEED_STYLE = {
+    "tuned": {"marker": "o", "ms": 4, "alpha": 0.7, "color": "tab:blue", "label": "tuned, a seed"},
+    "default": {
+        "marker": "^", "ms": 5, "alpha": 0.8, "color": "tab:orange", "label": "default, a seed",
+    },
+}  # fmt: skip
 
 
 def bootstrap_best_so_far(
@@ -143,7 +157,7 @@ def _median_sample(
 ) -> Path | None:
     import torch
 
-    from pipeline.training.trial_record import figure_samples, sample_figure
+    from pipeline.training.trial_record import figure_samples, metrics_line, sample_figure
 
     seed = r.median_seed()
     if seed is None or r.default:
@@ -162,6 +176,10 @@ def _median_sample(
     shown = figure_samples(dataset, torch.from_numpy(np.load(local, allow_pickle=False)))
     if shown is None:
         return None
-    plot, args, kwargs = sample_figure(dataset, shown, path, f"{r.name} · median seed {seed.seed}")
+    line = metrics_line(
+        {k: v for k, v in seed.metrics.items() if k in record.comparison.spec.metrics}
+    )
+    title = f"{r.name} · median seed {seed.seed}" + (f"\n{line}" if line else "")
+    plot, args, kwargs = sample_figure(dataset, shown, path, title)
     plot(*args, **kwargs)
     return path

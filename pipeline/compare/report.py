@@ -22,6 +22,7 @@ from typing import Any
 
 from pipeline.compare.carryover import CarryOver, SeedMetrics, carry_over, markdown_lines
 from pipeline.compare.results import ComparisonRecord, SeedRun, VariantResult, objective_value
+from pipeline.compare.table import metric_cells
 from pipeline.tuning.report import best_trial
 from pipeline.tuning.search_space import ObjectiveSpec
 
@@ -197,13 +198,6 @@ def _read_study(res: VariantResult, study) -> None:
         res.setting = dict(best.params)
 
 
-def _cell(stat: tuple[float, float] | None) -> str:
-    if stat is None:
-        return "—"
-    mean, se = stat
-    return f"{mean:.4g}" if math.isnan(se) else f"{mean:.4g} ± {se:.2g}"
-
-
 def _setting(setting: dict[str, Any]) -> str:
     parts = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items()]
     return ", ".join(parts) or "—"
@@ -228,8 +222,9 @@ def markdown(record: ComparisonRecord, results: list[VariantResult], plots: list
     lines += [
         f"Each variant tuned with the same budget ({budget}, sampler {spec.sampler}, pruner "
         f"{spec.pruner}), its best setting re-trained on seeds {spec.seeds}; cells are mean ± "
-        f"standard error over the seeds (Lucic et al. 2018; Kurach et al. 2019). CPU time is "
-        f"the process time of the tuning trials and of the seed re-trainings.",
+        f"standard error over the seeds (Lucic et al. 2018; Kurach et al. 2019), rounded to "
+        f"the standard error's first significant digit, the best of each column in bold. CPU "
+        f"time is the process time of the tuning trials and of the seed re-trainings.",
         "",
     ]
     lines += carryover_lines(results, metrics)
@@ -244,14 +239,16 @@ def markdown(record: ComparisonRecord, results: list[VariantResult], plots: list
     ]
     for dataset in dict.fromkeys(r.dataset for r in results):
         lines += [f"## {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in (r for r in results if r.dataset == dataset):
+        rows = [r for r in results if r.dataset == dataset]
+        cells = metric_cells(rows, metrics)
+        for r in rows:
             t = r.trials
             trials = f"{t.get('COMPLETE', 0)}/{t.get('PRUNED', 0)}/{t.get('FAIL', 0)}"
             if r.default:
                 trials = "—"
             row = [
                 r.name,
-                *(_cell(r.stats.get(m)) for m in metrics),
+                *cells[r.name],
                 str(len(r.seeds)),
                 trials,
                 "—" if r.default else f"{r.tuning_cpu_s:.1f}",

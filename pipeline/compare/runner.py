@@ -81,8 +81,11 @@ class ComparisonRunner:
         storage: str | None = None,
         device: str | None = None,
         echo: Callable[[str], None] = print,
+        on_phase: Callable[[str, str, int | None], None] | None = None,
     ) -> None:
         self.comparison = comparison
+        #: told (variant, phase, seed) as the run goes on: a progress display's
+        self.on_phase = on_phase or (lambda variant, phase, seed: None)
         self.experiments = check_variants(comparison)  # all refused before anything runs
         self.tracking = dataclasses.replace(
             tracking, experiment_name=tracking.experiment_name or comparison.name
@@ -275,13 +278,16 @@ class ComparisonRunner:
         label = variant if trial is not None else f"{variant} default"
         tree = apply_overrides(tuner.space.apply(params), [f"train.seed={seed}"])
         exp = validate(tree, tuner.registry)
+        self.on_phase(variant, "seed" if trial is not None else "default seed", seed)
         start = time.process_time()
         result = run_training(
             exp,
             tracking=self.tracking,
             progress=False,
             parent_run_id=self.parent.run_id,
-            run_name=f"{label} seed {seed}",
+            run_name=" · ".join(
+                [variant, *([] if trial is not None else ["default"]), f"seed {seed}"]
+            ),
             extra_tags={
                 ROLE: "seed",
                 NAME_TAG: self.comparison.name,
@@ -319,6 +325,7 @@ class ComparisonRunner:
             with tempfile.TemporaryDirectory(prefix="gan-pipeline-compare-") as tmp:
                 for variant in self.comparison.spec.variants:
                     self.echo(f"== {variant}: tuning ({self.comparison.study_name(variant)})")
+                    self.on_phase(variant, "tuning", None)
                     if workers is None:
                         study, tuner = self.tune(variant, Path(tmp))
                         self.retrain(variant, study, tuner)
@@ -326,6 +333,7 @@ class ComparisonRunner:
                         workers.tune(variant, self.budget_left(self.open_study(variant)))
                         jobs = self.seed_jobs(variant, self.open_study(variant))
                         workers.retrain(variant, [(job_kind(job), job.seed) for job in jobs])
+            self.on_phase("report", "writing", None)
             folder = write_report(self.record(), out_dir)
             status = "FINISHED"
         except KeyboardInterrupt:

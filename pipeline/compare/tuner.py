@@ -10,10 +10,10 @@ from typing import Any
 
 from pipeline.compare.file import Comparison
 from pipeline.errors import ConfigError
-from pipeline.tracking.client import RunTracker, client_for
+from pipeline.tracking.client import ROLE_TAG, RunTracker, client_for
 from pipeline.tuning.tuner import Tuner
 
-ROLE = "pipeline.role"
+ROLE = ROLE_TAG
 NAME_TAG = "comparison.name"
 VARIANT_TAG = "comparison.variant"
 SEED_TAG = "comparison.seed"
@@ -76,6 +76,9 @@ class VariantTuner(Tuner):
             return super().objective(trial)
         finally:
             trial.set_user_attr("cpu_time_s", time.process_time() - start)
+
+    def trial_run_name(self, number: int) -> str:
+        return f"{self.variant} · trial {number}"
 
     def after_trial(self, study, trial) -> None:
         self.tag_trial(trial)

@@ -54,6 +54,8 @@ MAX_PARAMS_PER_BATCH = 100
 #: relative to the current directory like ``mlflow.db`` and ``mlartifacts/`` (the artifact
 #: location may be remote, and a temp folder would be deleted at exit)
 DEFAULT_UNSENT_DIR = "gan-pipeline-unsent"
+#: what a run is, on every run: ``train``, ``trial``, ``study``, ``comparison``, ``seed``
+ROLE_TAG = "pipeline.role"
 
 
 @dataclass(frozen=True)

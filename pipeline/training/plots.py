@@ -75,11 +75,13 @@ def scatter_plot(
 ) -> Path:
     """Scatter 2-D generator samples over the real data and the mode centres.
 
-    Generator samples are small blue dots; ``real`` samples, if given, faint grey dots
-    underneath; ``centers`` red crosses, each with its 3σ high-quality circle when ``std``
-    is given (the VEEGAN/PacGAN threshold). The view is square with equal aspect and covers
-    the centres/real data and most samples; samples outside it (outliers, NaN/inf) are
-    counted in a note in the corner rather than allowed to shrink the picture.
+    Generator samples are small translucent blue dots over the ``real`` samples, if given,
+    as larger orange dots (seen through the samples, bright where a mode is missed);
+    ``centers`` small black crosses, each with its 3σ high-quality circle when ``std`` is given (the
+    VEEGAN/PacGAN threshold), drawn above the samples. The view is square with equal
+    aspect and covers the centres/real data and most samples; samples outside it
+    (outliers, NaN/inf) are counted in a note in the corner rather than allowed to shrink
+    the picture.
     """
     path = _prepare(path)
     points = _as_points(samples, "samples")
@@ -95,15 +97,18 @@ def scatter_plot(
     fig = Figure(figsize=(width, height), dpi=DPI)
     ax = fig.add_axes((0.6 / width, 0.8 / height, 4.1 / width, 4.1 / height))
     if reals is not None:
-        ax.plot(reals[:, 0], reals[:, 1], ".", ms=2, color="0.6", alpha=0.3, label="real", zorder=1)
+        ax.plot(
+            reals[:, 0], reals[:, 1], "o", ms=3, mew=0, color="tab:orange", alpha=0.9,
+            label=f"real ({len(reals)})", zorder=1,
+        )  # fmt: skip
     shown = points[np.isfinite(points).all(axis=1)]
     ax.plot(
         shown[:, 0],
         shown[:, 1],
         ".",
-        ms=2.5,
+        ms=2,
         color="tab:blue",
-        alpha=0.6,
+        alpha=0.35,
         label=f"generated ({len(points)})",
         zorder=2,
     )
@@ -111,16 +116,18 @@ def scatter_plot(
         if std is not None:
             circles = [Circle((float(x), float(y)), 3 * std) for x, y in modes]
             ax.add_collection(
-                PatchCollection(circles, facecolor="none", edgecolor="red", linewidth=0.8, zorder=3)
+                PatchCollection(
+                    circles, facecolor="none", edgecolor="black", linewidth=1.0, zorder=3
+                )
             )
         ax.plot(
             modes[:, 0],
             modes[:, 1],
-            "x",
-            ms=6,
-            mew=1.5,
-            color="red",
-            label="mode centre" + (" (3σ circle)" if std is not None else ""),
+            "+",
+            ms=3,
+            mew=0.8,
+            color="black",
+            label="mode centre" + (" · 3σ circle" if std is not None else ""),
             zorder=4,
         )
     ax.set_xlim(x0, x1)
@@ -150,10 +157,10 @@ def scatter_plot(
     )
     for handle in legend.legend_handles:
         handle.set_alpha(1.0)
-        if handle.get_marker() == ".":
-            handle.set_markersize(8)
+        if handle.get_marker() in (".", "o"):
+            handle.set_markersize(6)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
     fig.savefig(path, dpi=DPI)
     return path
 

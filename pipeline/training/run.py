@@ -15,7 +15,7 @@ import torch
 
 from pipeline.experiment.config import Experiment
 from pipeline.host.blame import blame_plugins
-from pipeline.tracking.client import RunTracker, TrackingSettings, TrackingUnavailable
+from pipeline.tracking.client import ROLE_TAG, RunTracker, TrackingSettings, TrackingUnavailable
 from pipeline.training.interrupt import TrainingInterrupted, stop_on_signals
 from pipeline.training.trainer import CombineEval, EvalCallback, Trainer, TrainResult
 from pipeline.training.trial_record import RECORD_TAG
@@ -102,7 +102,8 @@ def run_training(
         tracker = None
         if tracking is not None:
             experiment_name = tracking.experiment_name or exp.name
-            tags = run_tags(exp, trainer.device) | (extra_tags or {})
+            role = {ROLE_TAG: "trial" if trial else "train"}
+            tags = run_tags(exp, trainer.device) | role | (extra_tags or {})
             if trial:
                 tags[RECORD_TAG] = "trial"
             tracker = RunTracker.start(

@@ -124,8 +124,15 @@ class RunLog:
             self.send(force=True)
 
     # -- evaluation samples -----------------------------------------------------------
-    def samples(self, dataset: Dataset, samples: Tensor, step: int) -> None:
-        """An evaluation's samples: drawn and logged (a trial keeps them as ``.npy``)."""
+    def samples(
+        self,
+        dataset: Dataset,
+        samples: Tensor,
+        step: int,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        """An evaluation's samples: drawn (``metrics`` in the title) and logged (a trial
+        keeps them as ``.npy``)."""
         shown = record.figure_samples(dataset, samples)
         if shown is None:
             return
@@ -136,7 +143,7 @@ class RunLog:
         if dataset.is_image:
             self.grid_frames.append((step, shown))
         plot, args, kwargs = record.sample_figure(
-            dataset, shown, path, record.sample_title(self.exp.name, step)
+            dataset, shown, path, record.sample_title(self.exp.name, step, metrics)
         )
         self._draw(plot, *args, **kwargs)
 

@@ -246,7 +246,7 @@ class Trainer:
             raise NonFiniteLossError(f"generator produced non-finite samples at step {self.step}")
         values = {m.name: float(m.compute(samples, self.dataset)) for m in self.metrics}
         if self.write_artifacts:
-            self.run_log.samples(self.dataset, samples, self.step)
+            self.run_log.samples(self.dataset, samples, self.step, values)
         return values, samples
 
     def run(self) -> TrainResult:

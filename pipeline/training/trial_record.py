@@ -111,8 +111,27 @@ def sample_figure(
     return plots.scatter_plot, (shown, path), kwargs
 
 
-def sample_title(name: str, step: int) -> str:
-    return f"{name} · step {step}"
+def sample_title(name: str, step: int, metrics: dict[str, float] | None = None) -> str:
+    """A sample figure's title: the experiment and step, and the evaluation's metrics
+    on a line of their own (``25 modes · 87.6 % HQ · rKL 0.0077``)."""
+    line = metrics_line(metrics or {})
+    return f"{name} · step {step}" + (f"\n{line}" if line else "")
+
+
+#: how a figure's title writes a metric (the rest: ``name value`` to 3 significant digits)
+_SHOWN = {
+    "modes": lambda v: f"{v:.3g} modes",
+    "hq_fraction": lambda v: f"{100 * v:.1f} % HQ",
+    "reverse_kl": lambda v: f"rKL {v:.2g}",
+    "w1": lambda v: f"W1 {v:.3g}",
+}
+
+
+def metrics_line(metrics: dict[str, float], most: int = 4) -> str:
+    """Up to ``most`` metrics for a title, the mode-coverage ones first."""
+    keys = [k for k in _SHOWN if k in metrics] + [k for k in metrics if k not in _SHOWN]
+    shown = [_SHOWN[k](metrics[k]) if k in _SHOWN else f"{k} {metrics[k]:.3g}" for k in keys]
+    return " · ".join(shown[:most])
 
 
 def sample_name(step: int, suffix: str) -> str:
@@ -207,6 +226,10 @@ def complete_trial_run(
 
         out = root / "out"
         names = {a.path for a in client.list_artifacts(run_id, "samples")}
+        at_step: dict[int, dict[str, float]] = {}  # each evaluation's metrics, for the titles
+        for m in exp.metrics:
+            for point in client.get_metric_history(run_id, m.name):
+                at_step.setdefault(point.step, {})[m.name] = point.value
         grids: list[tuple[int, np.ndarray]] = []
         for name in sorted(n for n in names if n.endswith(".npy")):
             step = int(Path(name).stem.removeprefix("step_"))
@@ -215,7 +238,8 @@ def complete_trial_run(
             if dataset.is_image:
                 grids.append((step, shown))
             png = out / "samples" / sample_name(step, ".png")
-            plot, args, kwargs = sample_figure(dataset, shown, png, sample_title(exp.name, step))
+            title = sample_title(exp.name, step, at_step.get(step))
+            plot, args, kwargs = sample_figure(dataset, shown, png, title)
             plot(*args, **kwargs)
         if grids:
             plots.animate_grids(

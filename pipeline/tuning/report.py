@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,10 +106,25 @@ def log_study_artifacts(study, parent: RunTracker, space: SearchSpace) -> None:
                 optuna.visualization.matplotlib.plot_contour,
                 {"params": contour},
             )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), optuna_quiet():
             warnings.simplefilter("ignore")  # the matplotlib backend is "experimental"
             for name, (html_plot, png_plot, kwargs) in plots.items():
                 _save_plot(out, name, html_plot, png_plot, study, kwargs, parent)
+
+
+@contextmanager
+def optuna_quiet() -> Iterator[None]:
+    """Optuna's log below errors, for the duration: its plots warn about what says nothing
+    to the user (``Param train.n_critic unique value length is less than 2.``, from the
+    contour plot when every trial had the same value of a parameter)."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
 
 
 def _save_plot(out, name, html_plot, png_plot, study, kwargs, parent) -> None:

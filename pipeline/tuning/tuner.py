@@ -40,10 +40,12 @@ from pipeline.experiment.config import apply_overrides, load_yaml, validate
 from pipeline.host.blame import PluginRuntimeError
 from pipeline.host.registry import Registry
 from pipeline.stores.storage import check_artifact_location, parse_storage
-from pipeline.tracking.client import RunTracker, TrackingSettings, client_for
+from pipeline.tracking.client import ROLE_TAG, RunTracker, TrackingSettings, client_for
 from pipeline.tracking.urls import mask_url, scrub
 from pipeline.training.resume import ADDED_SETTINGS
+from pipeline.tuning.best_mark import record_best
 from pipeline.tuning.factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, make_pruner, make_sampler
+from pipeline.tuning.progress import TuneProgress
 from pipeline.tuning.report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.tuning.search_space import build_search_space
 
@@ -75,6 +77,7 @@ class Tuner:
         registry: Registry,
         tracking: TrackingSettings | None,
         echo: Callable[[str], None] = print,
+        progress: TuneProgress | None = None,
     ) -> None:
         if options.n_trials is not None and options.n_trials < 1:
             raise ConfigError("--n-trials", f"must be ≥ 1 (got {options.n_trials})")
@@ -86,6 +89,7 @@ class Tuner:
         self.registry = registry
         self.tracking = tracking
         self.echo = echo
+        self.progress = progress or TuneProgress()
         base = apply_overrides(load_yaml(experiment_file), overrides, registry=registry)
         if options.device is not None:
             base = apply_overrides(base, [f"train.device={options.device}"])
@@ -195,7 +199,7 @@ class Tuner:
                 "optuna.storage": mask_url(self.storage_url),
                 "optuna.direction": self.space.direction,
                 "optuna.objective": self.space.metric,
-                "pipeline.role": "study",
+                ROLE_TAG: "study",
             },
         )
         study.set_user_attr(PARENT_ATTR, parent.run_id)
@@ -257,6 +261,7 @@ class Tuner:
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             value = self.space.value(metrics)
             trial.set_user_attr("last_step", step)
+            self.progress.step(trial.number, step)
             if math.isfinite(value):
                 trial.report(value, step)
             if trial.should_prune():
@@ -273,8 +278,9 @@ class Tuner:
                 progress=False,
                 on_eval=on_eval if group is None else group.decided(on_eval_seeds),
                 parent_run_id=self.parent.run_id if self.parent else None,
-                run_name=f"trial {trial.number}",
+                run_name=self.trial_run_name(trial.number),
                 extra_tags={
+                    ROLE_TAG: "trial",
                     "optuna.study_name": self.study_name,
                     "optuna.trial_number": str(trial.number),
                     "optuna.params": json.dumps(values),
@@ -315,6 +321,10 @@ class Tuner:
         trial.set_user_attr("wall_time_s", result.wall_time_s)
         return self.space.value(result.metrics)
 
+    def trial_run_name(self, number: int) -> str:
+        """The MLflow run name of trial ``number`` (a comparison's names its variant)."""
+        return f"trial {number}"
+
     def after_trial(self, study, trial) -> None:
         """Tag the child with its Optuna state, keep the parent's best current, print a line."""
         from pipeline.stores import dead_trials
@@ -331,32 +341,10 @@ class Tuner:
                     client.set_tag(run_id, k, v)
             best = best_trial(study)
             if self.parent is not None and best is not None:
-                self._record_best(best, trial.number)
+                record_best(self.parent, best, trial.number, self.storage_url)
             self.echo(trial_line(trial, self.space.metric))
+            self.progress.trial_done(trial.number, None if best is None else best.value)
         dead_trials.fail_dead_trials(study, self.retry_dead)  # a sibling's, on this host
-
-    def _record_best(self, best, step: int) -> None:
-        """Best value as a metric, best params as ``best.param.<key>`` tags (stale ones of a
-        conditional parameter the new best does not have are deleted)."""
-        parent = self.parent
-        assert parent is not None
-        parent.log_metrics([("best_value", best.value, step)])
-        tags = {f"best.param.{k}": v for k, v in best.params.items()}
-        stale = [
-            k
-            for k in parent.client.get_run(parent.run_id).data.tags
-            if k.startswith("best.param.") and k not in tags
-        ]
-        for key in stale:
-            parent.client.delete_tag(parent.run_id, key)
-        parent.set_tags(
-            tags
-            | {
-                "best.trial": best.number,
-                "best.value": best.value,
-                "best.run_id": best.user_attrs.get("mlflow_run_id", ""),
-            }
-        )
 
     def complete_best(self, study) -> None:
         """Give the study's best trial its figures and generator model (a trial runs
@@ -397,6 +385,7 @@ class Tuner:
         )
         start = time.perf_counter()
         status = "FINISHED"
+        self.progress.start(self.options.n_trials, self.options.timeout, self.space.metric)
         try:
             dead_trials.fail_dead_trials(study, self.retry_dead)
             study.optimize(
@@ -415,6 +404,7 @@ class Tuner:
             status = "FAILED"
             raise
         finally:
+            self.progress.close()
             wall = time.perf_counter() - start
             self.leave_study(study, status, wall)
         self.echo(summary(study, self.space.metric, wall))

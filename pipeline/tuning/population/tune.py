@@ -24,6 +24,7 @@ from typing import Any
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.experiment.config import validate
 from pipeline.host.blame import PluginRuntimeError
+from pipeline.tracking.client import ROLE_TAG
 from pipeline.tracking.urls import mask_url
 from pipeline.training.trainer import TrainResult
 from pipeline.tuning.population.forms import check_population_forms, structure_key
@@ -138,9 +139,10 @@ class PopulationTuner(MemberHooks):
             tuner.experiment_name,
             member,
             device=self.trainer.device,
-            run_name=f"trial {trial.number}",
+            run_name=tuner.trial_run_name(trial.number),
             parent_run_id=tuner.parent.run_id if tuner.parent else None,
             tags={
+                ROLE_TAG: "trial",
                 "optuna.study_name": tuner.study_name,
                 "optuna.trial_number": str(trial.number),
                 "optuna.params": json.dumps(values),
