@@ -37,6 +37,7 @@ import yaml
 
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.experiment.config import apply_overrides, load_yaml, validate
+from pipeline.experiment.names import check_name
 from pipeline.host.blame import PluginRuntimeError
 from pipeline.host.registry import Registry
 from pipeline.stores.storage import check_artifact_location, parse_storage
@@ -83,6 +84,8 @@ class Tuner:
             raise ConfigError("--n-jobs", f"must be ≥ 1 (got {options.n_jobs})")
         if options.timeout is not None and not options.timeout > 0:
             raise ConfigError("--timeout", f"must be > 0 seconds (got {options.timeout})")
+        if options.study_name is not None:  # checked like an experiment name (names.py)
+            check_name("--study-name", options.study_name)
         self.options = options
         self.registry = registry
         self.tracking = tracking
