@@ -102,8 +102,12 @@ def test_unsafe_study_name_is_refused_before_the_journal_exists(layout, name):
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"name": ".."}, "name"), ({"name": "x" * 300}, "name"), ({"name": "ré"}, "name")]
-    + [({"variants": {"../../x": {"loss.name": "bce"}}}, "variants")],
+    [
+        ({"name": ".."}, "name"),
+        ({"name": "x" * 300}, "name"),
+        ({"name": "ré"}, "name"),
+        ({"variants": {"../../x": {"loss.name": "bce"}}}, "variants"),
+    ],
 )
 def test_unsafe_comparison_and_variant_names_are_refused(tmp_path, monkeypatch, change, field):
     monkeypatch.chdir(tmp_path)
@@ -139,7 +143,7 @@ def test_artifact_folders_stay_inside_their_root(tmp_path):
     )
     assert settings.experiment_artifact_location("ok").endswith("/art/ok")
     for bad in ["../x", "..", "/etc", "a/../../x", "a\x00b"]:
-        with pytest.raises(ConfigError, match="artifact_location: .* outside"):
+        with pytest.raises(ConfigError, match=r"artifact_location: .* outside"):
             settings.experiment_artifact_location(bad)
         with pytest.raises(ConfigError, match="outside"):
             path_inside(tmp_path / "reports", bad)
