@@ -34,6 +34,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.experiment.names import check_name
+from pipeline.experiment.tree import read_text_bounded, safe_yaml
 from pipeline.tracking.http import (
     DEFAULT_HTTP_BACKOFF_FACTOR,
     DEFAULT_HTTP_RETRIES,
@@ -86,7 +87,11 @@ class TrackingSettings:
         if config_path and not path.is_file():
             raise ConfigError("mlflow config", f"{str(path)!r} does not exist")
         if path.is_file():
-            loaded = yaml.safe_load(path.read_text()) or {}
+            try:  # bounded: 1 MiB, no alias bomb (pipeline.experiment.tree.safe_yaml)
+                text = read_text_bounded(path, "mlflow config")
+                loaded = safe_yaml(text, f"mlflow config {str(path)!r}") or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError("mlflow config", f"{path} is not valid YAML: {exc}") from None
             if not isinstance(loaded, dict):
                 raise ConfigError("mlflow config", f"{path} must hold a mapping")
             allowed = {"tracking_uri", "artifact_location", "experiment_name", "unsent_dir"}
