@@ -44,7 +44,13 @@ from pipeline.stores.storage import check_artifact_location, parse_storage
 from pipeline.tracking.client import RunTracker, TrackingSettings, client_for
 from pipeline.tracking.urls import mask_url, scrub
 from pipeline.training.resume import ADDED_SETTINGS
-from pipeline.tuning.factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, make_pruner, make_sampler
+from pipeline.tuning.factories import (
+    DEFAULT_PRUNER,
+    DEFAULT_SAMPLER,
+    make_pruner,
+    make_sampler,
+    rerun_seed,
+)
 from pipeline.tuning.report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.tuning.search_space import build_search_space
 from pipeline.tuning.trial_seeds import SeedGroup, per_seed, run_seed_group
@@ -150,6 +156,11 @@ class Tuner:
                     f"{study.direction.name.lower()}; use another --study-name",
                 )
             self._check_same_base(study)
+            # a rerun with the same --seed continues the draws instead of repeating them
+            seed = rerun_seed(self.options.seed, len(study.get_trials(deepcopy=False)))
+            if seed != self.options.seed:
+                self.sampler = make_sampler(self.options.sampler, seed, self.space)
+                study.sampler = self.sampler
             study.set_user_attr("objective_metric", self.space.metric)
             self.parent = self.attach_parent(study)
             study_workers.join(study)
