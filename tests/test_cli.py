@@ -202,6 +202,8 @@ def test_ui_serves_the_configured_store(tmp_path):
         proc.terminate()
         # the server may take up to STOP_TIMEOUT_S to end before `pipeline ui` kills it
         proc.wait(timeout=STOP_TIMEOUT_S + 30)
+    # the default host is loopback: no warning about a UI without authentication
+    assert "without authentication" not in (proc.stdout.read() if proc.stdout else "")
     # the server's workers went with it: nothing answers on the port any more
     time.sleep(1)
     with pytest.raises(OSError):

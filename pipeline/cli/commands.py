@@ -169,7 +169,13 @@ def train(
     default=DEFAULT_PRUNER,
     show_default=True,
 )
-@click.option("--seed", type=int, default=None, help="The sampler's seed.")
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="The sampler's seed; on a study that already holds k trials, seed + k * 1000003 "
+    "(a rerun continues the draws instead of repeating them).",
+)
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
 @click.option(
     "--n-jobs",

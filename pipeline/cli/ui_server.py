@@ -143,8 +143,33 @@ def run_ui(
 
             webbrowser.open(url)
         return 0
+    if not is_loopback(host):
+        print(no_auth_warning(host), file=sys.stderr, flush=True)
     echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}; Ctrl-C to stop)")
     return serve(tracking, host, port, open_url=url if browser else None)
+
+
+def is_loopback(host: str) -> bool:
+    """True for a ``--host`` only this machine reaches: ``localhost`` or a loopback address
+    (127.0.0.0/8, ``::1``). Any other name may resolve to an outside address: not loopback."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def no_auth_warning(host: str) -> str:
+    """The one line ``pipeline ui --host`` prints for a host others can reach: the UI and
+    its REST API have no authentication unless ``mlflow server`` runs with
+    ``--app-name basic-auth`` (MLflow's "MLflow Authentication" docs), which we do not."""
+    return (
+        f"warning: --host {host} serves the MLflow UI to other machines without "
+        "authentication: anyone who reaches the port can read and change every run"
+    )
 
 
 def serve(tracking: TrackingSettings, host: str, port: int, *, open_url: str | None) -> int:

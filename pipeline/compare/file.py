@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.experiment.names import check_name, path_inside
 from pipeline.experiment.tree import load_yaml, set_dotted
 
 #: Lucic et al. 2018 re-train each model's best setting on many seeds, Kurach et al. 2019
@@ -95,7 +96,8 @@ class Reference(BaseModel):
 class ComparisonSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    #: the report folder's name and the prefix of each variant's study (names.py's rule)
+    name: str
     description: str = ""
     base: str | dict[str, Any]
     variants: dict[str, Variant] = Field(min_length=1)
@@ -129,12 +131,22 @@ class ComparisonSpec(BaseModel):
             raise ValueError("seeds must be distinct")
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        try:
+            return check_name("name", value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+
     @field_validator("variants")
     @classmethod
     def _names(cls, value: dict[str, Variant]) -> dict[str, Variant]:
-        for name in value:
-            if not name or not all(c.isalnum() or c in "_-." for c in name):
-                raise ValueError(f"variant name {name!r}: letters, digits, _ - . only")
+        for name in value:  # part of a study name and a file name: names.py's rule
+            try:
+                check_name("variants", name)
+            except ConfigError as exc:
+                raise ValueError(f"variant name {exc.message}") from None
         return value
 
 
@@ -201,7 +213,7 @@ class Comparison:
 
     def write_variant(self, variant: str, folder: Path) -> Path:
         """The variant's experiment as a YAML file in ``folder`` (what the tuner reads)."""
-        path = folder / f"{self.study_name(variant)}.yaml"
+        path = path_inside(folder, f"{self.study_name(variant)}.yaml", "variants")
         path.write_text(yaml.safe_dump(self.variant_tree(variant), sort_keys=False))
         return path
 

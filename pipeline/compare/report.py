@@ -23,6 +23,7 @@ from typing import Any
 from pipeline.compare.carryover import CarryOver, SeedMetrics, carry_over, markdown_lines
 from pipeline.compare.results import ComparisonRecord, SeedRun, VariantResult, objective_value
 from pipeline.compare.table import metric_cells
+from pipeline.experiment.names import path_inside
 from pipeline.tuning.report import best_trial
 from pipeline.tuning.search_space import ObjectiveSpec
 
@@ -348,7 +349,7 @@ def write_report(record: ComparisonRecord, out_dir: Path) -> Path:
     that folder to the parent run (``report/``); returns the folder."""
     from pipeline.compare.plots import best_so_far, median_samples, metrics_over_seeds
 
-    folder = Path(out_dir) / record.comparison.name
+    folder = path_inside(out_dir, record.comparison.name)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import ConfigError, PluginError
 from pipeline.experiment.constraints import STACKED_CONSTRAINTS, validate_constraints
+from pipeline.experiment.names import check_name
 from pipeline.experiment.tree import flatten as flatten
 from pipeline.experiment.tree import get_dotted, param_str
 from pipeline.experiment.tree import load_yaml as load_yaml
@@ -263,9 +264,7 @@ def validate(data: dict[str, Any], registry: Registry) -> Experiment:
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(str(key), f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)})")
-    name = data.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError("name", "must be a non-empty string")
+    name = check_name("name", data.get("name"))  # it becomes the artifact folder's name
     optimizer = data.get("optimizer")
     if isinstance(optimizer, dict):
         for key in optimizer:

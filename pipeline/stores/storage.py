@@ -7,8 +7,10 @@ file. :meth:`StorageLocation.check` refuses a bad one without creating anything 
 journal file, no database file, no table): an unknown scheme, a scheme-like string that
 is not a URL (``postgresql:/host/db`` would otherwise become a journal file of that
 name), a server that does not answer, a database that does not exist, a directory, a
-missing folder. :meth:`StorageLocation.open` then creates what is needed. Every message
-names ``--storage`` and shows the URL with its password masked (:mod:`pipeline.tracking.urls`).
+missing folder, a journal file with a damaged line (one with a torn last line is repaired:
+:mod:`pipeline.stores.journal`). :meth:`StorageLocation.open` then creates what is
+needed. Every message names ``--storage`` and shows the URL with its password masked
+(:mod:`pipeline.tracking.urls`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from pipeline.errors import ConfigError
+from pipeline.stores.journal import check_journal
 from pipeline.tracking.urls import CONNECT_TIMEOUT_S, mask_url, scrub, sql_engine_kwargs
 
 if TYPE_CHECKING:
@@ -114,6 +117,8 @@ class StorageLocation:
                         f"{str(path)!r} is not an Optuna journal file (a database? give its "
                         f"URL, e.g. sqlite:///{path})"
                     ) from None
+            # a damaged line is refused, a torn last line repaired (pipeline.stores.journal)
+            check_journal(path, self.error)
 
     def _sqlite_path(self) -> Path | None:
         """The file of a ``sqlite:///`` URL; None for another dialect or an in-memory one."""

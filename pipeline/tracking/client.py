@@ -20,6 +20,7 @@ sent is then kept on local disk (:mod:`pipeline.training.unsent`).
 from __future__ import annotations
 
 import os
+import posixpath
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,10 +28,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.experiment.names import check_name
+from pipeline.experiment.tree import read_text_bounded, safe_yaml
 from pipeline.tracking.http import (
     DEFAULT_HTTP_BACKOFF_FACTOR,
     DEFAULT_HTTP_RETRIES,
@@ -85,7 +89,11 @@ class TrackingSettings:
         if config_path and not path.is_file():
             raise ConfigError("mlflow config", f"{str(path)!r} does not exist")
         if path.is_file():
-            loaded = yaml.safe_load(path.read_text()) or {}
+            try:  # bounded: 1 MiB, no alias bomb (pipeline.experiment.tree.safe_yaml)
+                text = read_text_bounded(path, "mlflow config")
+                loaded = safe_yaml(text, f"mlflow config {str(path)!r}") or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError("mlflow config", f"{path} is not valid YAML: {exc}") from None
             if not isinstance(loaded, dict):
                 raise ConfigError("mlflow config", f"{path} must hold a mapping")
             allowed = {"tracking_uri", "artifact_location", "experiment_name", "unsent_dir"}
@@ -111,6 +119,10 @@ class TrackingSettings:
             if unsent is not None and (not isinstance(unsent, str) or not unsent.strip()):
                 raise ConfigError(f"{path.name}:unsent_dir", f"must be a folder, got {unsent!r}")
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or data.get("tracking_uri")
+        if experiment_name is not None:  # it becomes the artifact folder's name
+            check_name("--experiment-name", experiment_name)
+        elif data.get("experiment_name") is not None:
+            check_name(f"{path.name}:experiment_name", data["experiment_name"])
         return cls(
             tracking_uri=str(uri or DEFAULT_TRACKING_URI),
             artifact_location=str(data.get("artifact_location", DEFAULT_ARTIFACT_LOCATION)),
@@ -132,10 +144,22 @@ class TrackingSettings:
         )
 
     def experiment_artifact_location(self, experiment_name: str) -> str | None:
-        """Where a new experiment keeps its artifacts; None: the server decides."""
+        """Where a new experiment keeps its artifacts (``<artifact root>/<name>``); None:
+        the server decides. The location is resolved and must stay inside the artifact
+        root: a name that leads out of it (``..``, a ``/``) is a :class:`ConfigError`
+        (names are checked on input too, :mod:`pipeline.experiment.names`)."""
         if self.serves_artifacts():
             return None
-        return self.artifact_uri() + "/" + experiment_name
+        root = self.artifact_uri()
+        location = root + "/" + experiment_name
+        root_path, path = urlsplit(root).path.rstrip("/"), urlsplit(location).path
+        inside = posixpath.normpath(path).startswith(posixpath.normpath(root_path) + "/")
+        if "\x00" in experiment_name or "/" in experiment_name or not inside:
+            raise ConfigError(
+                "artifact_location",
+                f"experiment {experiment_name[:40]!r} would keep its artifacts outside {root}",
+            )
+        return location
 
     def artifact_uri(self) -> str:
         """The artifact root as a URI (a relative folder is taken from the current directory)."""

@@ -90,6 +90,26 @@ PRUNERS: dict[str, Callable[[int, int], BasePruner]] = {
 }
 
 
+#: how far apart the seeds of two invocations on one study lie: a ``--seed N`` run on a
+#: study that already holds ``k`` trials seeds its sampler ``N + k × RERUN_SEED_STRIDE``
+#: (:func:`rerun_seed`). A seeded sampler repeats its draws (Optuna's FAQ, "How can I
+#: obtain reproducible optimization results?"), so a rerun seeded ``N`` again drew the
+#: first run's parameters again. The stride is a prime far above any worker count:
+#: ``--workers`` gives worker ``i`` the seed ``N + i`` (:mod:`pipeline.tuning.workers`),
+#: and ``N + i`` meets ``N + k × stride`` only for a million workers.
+RERUN_SEED_STRIDE = 1_000_003
+
+
+def rerun_seed(seed: int | None, trials_so_far: int) -> int | None:
+    """The sampler's seed for ``--seed`` ``seed`` on a study holding ``trials_so_far``
+    trials: ``seed`` itself on a new study (a fresh study is reproducible as before), else
+    ``seed + trials_so_far × RERUN_SEED_STRIDE``, so a rerun continues with new draws
+    instead of repeating the first run's; None stays None (Optuna seeds from the OS)."""
+    if seed is None or trials_so_far <= 0:
+        return seed
+    return seed + trials_so_far * RERUN_SEED_STRIDE
+
+
 def make_sampler(name: str, seed: int | None, space: SearchSpace) -> BaseSampler:
     """The Optuna sampler ``name`` (a key of :data:`SAMPLERS`) for ``space``."""
     if name not in SAMPLERS:

@@ -37,6 +37,7 @@ import yaml
 
 from pipeline.errors import ConfigError, NonFiniteLossError
 from pipeline.experiment.config import apply_overrides, load_yaml, validate
+from pipeline.experiment.names import check_name
 from pipeline.host.blame import PluginRuntimeError
 from pipeline.host.registry import Registry
 from pipeline.stores.storage import check_artifact_location, parse_storage
@@ -44,7 +45,13 @@ from pipeline.tracking.client import ROLE_TAG, RunTracker, TrackingSettings, cli
 from pipeline.tracking.urls import mask_url, scrub
 from pipeline.training.resume import ADDED_SETTINGS
 from pipeline.tuning.best_mark import record_best
-from pipeline.tuning.factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, make_pruner, make_sampler
+from pipeline.tuning.factories import (
+    DEFAULT_PRUNER,
+    DEFAULT_SAMPLER,
+    make_pruner,
+    make_sampler,
+    rerun_seed,
+)
 from pipeline.tuning.progress import TuneProgress
 from pipeline.tuning.report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.tuning.search_space import build_search_space
@@ -85,6 +92,8 @@ class Tuner:
             raise ConfigError("--n-jobs", f"must be ≥ 1 (got {options.n_jobs})")
         if options.timeout is not None and not options.timeout > 0:
             raise ConfigError("--timeout", f"must be > 0 seconds (got {options.timeout})")
+        if options.study_name is not None:  # checked like an experiment name (names.py)
+            check_name("--study-name", options.study_name)
         self.options = options
         self.registry = registry
         self.tracking = tracking
@@ -150,6 +159,11 @@ class Tuner:
                     f"{study.direction.name.lower()}; use another --study-name",
                 )
             self._check_same_base(study)
+            # a rerun with the same --seed continues the draws instead of repeating them
+            seed = rerun_seed(self.options.seed, len(study.get_trials(deepcopy=False)))
+            if seed != self.options.seed:
+                self.sampler = make_sampler(self.options.sampler, seed, self.space)
+                study.sampler = self.sampler
             study.set_user_attr("objective_metric", self.space.metric)
             self.parent = self.attach_parent(study)
             study_workers.join(study)
