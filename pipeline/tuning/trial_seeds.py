@@ -31,7 +31,7 @@ from pipeline.errors import PipelineError
 from pipeline.experiment.config import Experiment
 from pipeline.host.blame import blame_plugins
 from pipeline.training.interrupt import TrainingInterrupted
-from pipeline.training.trainer import CombineEval, EvalCallback, Trainer
+from pipeline.training.trainer import CombineEval, EvalCallback, Trainer, TrainResult
 
 
 class SeedStopped(PipelineError):
@@ -200,3 +200,48 @@ def run_seed_group(
     if group.error is not None:
         raise group.error
     return result
+
+
+class TrialSeeds:
+    """The seeds of one tuning trial: ``k`` seeds from ``first``; one trains as a trial
+    always has, several as a :class:`SeedGroup` (what :class:`pipeline.tuning.tuner.Tuner`
+    wires into its trial)."""
+
+    def __init__(self, first: int, k: int) -> None:
+        self.seeds = [first + i for i in range(k)]
+        self.group = SeedGroup(self.seeds) if k > 1 else None
+
+    def on_eval(self, trial, value: Callable[[dict[str, float]], float], inner: EvalCallback):
+        """The first seed's ``on_eval``: with several seeds, Optuna's trial first keeps each
+        seed's metrics and objective (``seed_metrics``, ``seed_objectives``)."""
+        if self.group is None:
+            return inner
+
+        def record(step: int, metrics: dict[str, float]) -> None:
+            by_seed = per_seed(self.seeds, metrics)
+            trial.set_user_attr("seed_metrics", by_seed)
+            trial.set_user_attr("seed_objectives", {s: value(m) for s, m in by_seed.items()})
+            inner(step, metrics)
+
+        return self.group.decided(record)
+
+    def combine_eval(self) -> CombineEval | None:
+        return None if self.group is None else self.group.combine(0)
+
+    def tags(self) -> dict[str, str]:
+        return {} if self.group is None else {"trial.seeds": ",".join(map(str, self.seeds))}
+
+    def run(
+        self,
+        trial,
+        train: Callable[[], TrainResult],
+        experiment_for: Callable[[int], Experiment],
+    ) -> TrainResult:
+        """``train`` (the first seed's tracked training) with the other seeds beside it."""
+        if self.group is None:
+            return train()
+        trial.set_user_attr("seeds", self.seeds)
+        others = [experiment_for(seed) for seed in self.seeds[1:]]
+        result = run_seed_group(self.group, others, train)
+        assert isinstance(result, TrainResult)
+        return result

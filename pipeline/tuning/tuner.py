@@ -259,18 +259,16 @@ class Tuner:
 
         from pipeline.stores import dead_trials
         from pipeline.training.run import run_training
+        from pipeline.tuning.trial_seeds import TrialSeeds  # the trainer: torch only now
 
         dead_trials.mark_worker(trial)
         retry_of = trial.user_attrs.get(dead_trials.RETRY_OF_ATTR)
-        # torch only now (trial_seeds imports the trainer): the CLI refuses without it
-        from pipeline.tuning.trial_seeds import SeedGroup, per_seed, run_seed_group
 
         values = self.space.suggest(trial)
         tree = self.space.apply(values)
         exp = validate(tree, self.registry)
         metric = self.space.metric
-        seeds = [exp.train.seed + i for i in range(self.space.spec.seeds)]
-        group = SeedGroup(seeds) if len(seeds) > 1 else None
+        seeds = TrialSeeds(exp.train.seed, self.space.spec.seeds)
 
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             value = self.space.value(metrics)
@@ -290,7 +288,7 @@ class Tuner:
                 exp,
                 tracking=self.tracking,
                 progress=False,
-                on_eval=on_eval if group is None else group.decided(on_eval_seeds),
+                on_eval=seeds.on_eval(trial, self.space.value, on_eval),
                 parent_run_id=self.parent.run_id if self.parent else None,
                 run_name=self.trial_run_name(trial.number),
                 extra_tags={
@@ -300,34 +298,20 @@ class Tuner:
                     "optuna.params": json.dumps(values),
                 }
                 | ({} if retry_of is None else {"optuna.retry_of": str(retry_of)})
-                | ({} if group is None else {"trial.seeds": ",".join(map(str, seeds))}),
+                | seeds.tags(),
                 extra_params={f"trial.{k}": v for k, v in values.items()}
                 | {"trial.number": trial.number},
                 status_for=lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else None,
                 on_run_started=started,
                 trial=True,
-                combine_eval=None if group is None else group.combine(0),
+                combine_eval=seeds.combine_eval(),
             )
 
-        def on_eval_seeds(step: int, metrics: dict[str, float]) -> None:
-            # Optuna's trial holds each seed's values and objective (the run has them too)
-            by_seed = per_seed(seeds, metrics)
-            trial.set_user_attr("seed_metrics", by_seed)
-            trial.set_user_attr(
-                "seed_objectives", {s: self.space.value(m) for s, m in by_seed.items()}
-            )
-            on_eval(step, metrics)
+        def experiment_for(seed: int):
+            return validate(apply_overrides(tree, [f"train.seed={seed}"]), self.registry)
 
         try:
-            if group is None:
-                result = train()
-            else:
-                trial.set_user_attr("seeds", seeds)
-                others = [
-                    validate(apply_overrides(tree, [f"train.seed={seed}"]), self.registry)
-                    for seed in seeds[1:]
-                ]
-                result = run_seed_group(group, others, train)
+            result = seeds.run(trial, train, experiment_for)
         except (NonFiniteLossError, PluginRuntimeError) as exc:
             # FAIL in Optuna; the reason (naming the plugin) goes into the trial's line
             trial.set_user_attr("fail_reason", str(exc))
