@@ -39,6 +39,7 @@ from pipeline.training.constraints import build_constraint, has_penalty
 from pipeline.training.device import resolve_device
 from pipeline.training.generator_average import generator_average
 from pipeline.training.interrupt import StopRequest, TrainingInterrupted
+from pipeline.training.lr_schedule import base_rates, lr_factor, set_rates
 from pipeline.training.run_log import RunEnd, RunLog, progress_bar
 from pipeline.training.step import SingleNets, gan_step
 from pipeline.training.step_values import STEP_KEYS, check_finite
@@ -142,7 +143,7 @@ class Trainer:
         )
         self.opt_d = exp.plugins["optimizer.critic"].instantiate().build(self.critic.parameters())
         #: each optimizer's param-group rates as built: ``train.lr_decay`` scales these
-        self.base_lrs = [[g["lr"] for g in opt.param_groups] for opt in (self.opt_g, self.opt_d)]
+        self.base_lrs = base_rates((self.opt_g, self.opt_d))
         #: the generator's moving average (``train.g_ema``), torch's own AveragedModel
         self.ema = generator_average(self.generator, cfg.g_ema)
         self.metrics: list[Metric] = [m.cls(exp.metric_settings.get(m.name)) for m in exp.metrics]
@@ -161,26 +162,9 @@ class Trainer:
         return self.cfg.n_critic
 
     def lr_factor(self, step: int) -> float:
-        """The factor ``train.lr_decay`` puts on the learning rates at generator step
-        ``step`` (0-based): 1, or under ``linear`` 1 until ``lr_decay_start · steps``, then
-        falling linearly to 0 at ``steps`` (Gulrajani et al. 2017; Miyato et al. 2018).
-
-        A pure function of the step, set before each step: a resumed run gets the same rates
-        without state of its own (torch's ``LambdaLR`` would checkpoint a step counter that
-        duplicates ``step``). A resume that raises ``train.steps`` stretches the schedule.
-        """
-        if self.cfg.lr_decay == "none":
-            return 1.0
-        start = self.cfg.lr_decay_start * self.cfg.steps
-        if step < start:
-            return 1.0
-        return max(0.0, 1.0 - (step - start) / (self.cfg.steps - start))
-
-    def _set_learning_rates(self) -> None:
-        factor = self.lr_factor(self.step)
-        for opt, bases in zip((self.opt_g, self.opt_d), self.base_lrs, strict=True):
-            for group, base in zip(opt.param_groups, bases, strict=True):
-                group["lr"] = base * factor
+        """``train.lr_decay``'s factor at generator step ``step``
+        (:func:`pipeline.training.lr_schedule.lr_factor`)."""
+        return lr_factor(self.cfg, step)
 
     # -- one generator step ---------------------------------------------------------
     def real_batch(self) -> Tensor:
@@ -200,7 +184,7 @@ class Trainer:
         """One generator step with its critic steps (:func:`pipeline.training.step.gan_step`);
         returns detached values (no sync)."""
         if self.cfg.lr_decay != "none":
-            self._set_learning_rates()
+            set_rates((self.opt_g, self.opt_d), self.base_lrs, self.lr_factor(self.step))
         nets = SingleNets(
             generator=self.generator,
             critic=self.critic,
