@@ -43,7 +43,6 @@ from pipeline.host.registry import Registry
 from pipeline.stores.storage import check_artifact_location, parse_storage
 from pipeline.tracking.client import ROLE_TAG, RunTracker, TrackingSettings, client_for
 from pipeline.tracking.urls import mask_url, scrub
-from pipeline.training.resume import ADDED_SETTINGS
 from pipeline.tuning.best_mark import record_best
 from pipeline.tuning.factories import (
     DEFAULT_PRUNER,
@@ -55,6 +54,7 @@ from pipeline.tuning.factories import (
 from pipeline.tuning.progress import TuneProgress
 from pipeline.tuning.report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.tuning.search_space import build_search_space
+from pipeline.tuning.study_config import check_same_config
 
 PARENT_ATTR = "mlflow_parent_run_id"
 
@@ -170,27 +170,9 @@ class Tuner:
         return study
 
     def _check_same_base(self, study) -> None:
-        """A study goes on only with the config it started with (mimicry's rule): trials of
-        different base configs are not comparable."""
+        """Its config must be the one the study started with (see study_config)."""
         base = {k: v for k, v in self.base_experiment.flat_params().items() if k != "train.device"}
-        space = self.space.spec.model_dump(mode="json")
-        known = study.user_attrs.get("base_config")
-        if known is None:
-            study.set_user_attr("base_config", base)
-            study.set_user_attr("search_space", space)
-            return
-        # a study started before a setting existed ran with the value that trains as before
-        known = {k: v for k, v in ADDED_SETTINGS.items() if k in base} | known
-        known_space = {"seeds": 1} | study.user_attrs.get("search_space", {})
-        changed = sorted(k for k in set(base) | set(known) if base.get(k) != known.get(k))
-        if changed or known_space != space:
-            what = ", ".join(changed[:5]) if changed else "the tune: space"
-            raise ConfigError(
-                "--study-name",
-                f"study {self.study_name!r} was started with a different config ({what} "
-                f"differ); resume it with the same file and overrides, or pick a new "
-                f"--study-name",
-            )
+        check_same_config(study, self.study_name, base, self.space.spec.model_dump(mode="json"))
 
     def attach_parent(self, study) -> RunTracker | None:
         """The study's parent run: created if the study has none, else set RUNNING again.
