@@ -389,8 +389,10 @@ def ui(name, port, host, no_browser, tracking_flags) -> None:
 
 
 from pipeline.cli.compare import compare  # noqa: E402  (its own module: pipeline compare)
+from pipeline.cli.retrain import retrain  # noqa: E402  (its own module: pipeline retrain)
 
 main.add_command(compare)
+main.add_command(retrain)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
