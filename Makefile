@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(BIN)/pipeline plugins
 	$(BIN)/pipeline tune experiments/wgan_gp_grid25.yaml --study-name demo --n-trials 6 --seed 0 \
-		-o train.steps=300 -o train.eval_every=100 -o model.g_width=128 -o model.d_width=128
+		-o train.steps=300 -o train.eval_every=100 -o model.g_width=128 -o model.d_width=128 \
+		-o "tune.objective={metric: w1}"
 	$(BIN)/pipeline best demo
 	@echo
 	@echo "Results: MLflow runs in sqlite:///mlflow.db (artifacts in ./mlartifacts),"
