@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.compare.file import Comparison, check_variants
+from pipeline.compare.lock import comparison_lock
 from pipeline.compare.results import ComparisonRecord
 from pipeline.compare.tuner import (
     DEFAULT_SETTING,
@@ -319,6 +320,12 @@ class ComparisonRunner:
                 )
             self.parent = RunTracker(client_for(self.tracking), run_id, self.tracking.tracking_uri)
             return write_report(self.record(), out_dir)
+        with comparison_lock(self.comparison.name, self.storage, self.tracking):
+            return self._run(out_dir, workers)
+
+    def _run(self, out_dir: Path, workers: CompareWorkers | None) -> Path:
+        from pipeline.compare.report import write_report
+
         self.parent = self.open_parent()
         status = "FAILED"
         try:

@@ -47,39 +47,56 @@ def _key(purpose: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def store_lock(url: str, purpose: str = "study") -> AbstractContextManager[None]:
+class LockBusy(Exception):
+    """:func:`store_lock` with ``wait=False`` found the lock held by another process."""
+
+
+def store_lock(
+    url: str, purpose: str = "study", *, wait: bool = True
+) -> AbstractContextManager[None]:
     """A context manager holding the lock ``url``'s store provides (see the module doc).
 
     ``url`` is an Optuna ``--storage`` (URL or journal file path) or an MLflow tracking
-    URI; ``purpose`` names which lock (``"study"``, ``"tracking"``)."""
+    URI; ``purpose`` names which lock (``"study"``, ``"tracking"``). ``wait=False`` does not
+    wait: a lock held elsewhere raises :class:`LockBusy` at once (a comparison held for as
+    long as it runs, :mod:`pipeline.compare.runner`)."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme.startswith("postgres"):
-        return _postgres_lock(url, purpose)
+        return _postgres_lock(url, purpose, wait)
     if scheme.startswith("redis"):
-        return _redis_lock(url, purpose)
+        return _redis_lock(url, purpose, wait)
     if scheme == "sqlite":
         from sqlalchemy.engine import make_url
 
         database = make_url(url).database
         if database in (None, "", ":memory:"):
             return contextlib.nullcontext()
-        return _file_lock(Path(database), purpose)
+        return _file_lock(Path(database), purpose, wait)
     if scheme in ("", "file") and url.strip():  # a journal file path
-        return _file_lock(Path(url.removeprefix("file://")), purpose)
+        return _file_lock(Path(url.removeprefix("file://")), purpose, wait)
     return contextlib.nullcontext()
 
 
 @contextmanager
-def _file_lock(path: Path, purpose: str) -> Iterator[None]:
-    from filelock import FileLock
+def _file_lock(path: Path, purpose: str, wait: bool = True) -> Iterator[None]:
+    from filelock import FileLock, Timeout
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.{purpose}.lock", timeout=WAIT_S):
+    lock = FileLock(f"{path}.{purpose}.lock", timeout=WAIT_S if wait else 0)
+    try:
+        lock.acquire()
+    except Timeout:
+        if not wait:
+            raise LockBusy(purpose) from None
+        raise
+    try:
         yield
+    finally:
+        lock.release()
 
 
 @contextmanager
-def _postgres_lock(url: str, purpose: str) -> Iterator[None]:
+def _postgres_lock(url: str, purpose: str, wait: bool = True) -> Iterator[None]:
     import sqlalchemy
 
     from pipeline.tracking.urls import sql_engine_kwargs
@@ -88,8 +105,15 @@ def _postgres_lock(url: str, purpose: str) -> Iterator[None]:
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **kwargs)
     try:
         with engine.connect() as conn:
-            conn.execute(sqlalchemy.text(f"SET lock_timeout = '{WAIT_S}s'"))
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _key(purpose)})
+            if wait:
+                conn.execute(sqlalchemy.text(f"SET lock_timeout = '{WAIT_S}s'"))
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _key(purpose)})
+            else:
+                got = conn.execute(
+                    sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": _key(purpose)}
+                ).scalar()
+                if not got:
+                    raise LockBusy(purpose)
             conn.commit()
             try:
                 yield
@@ -101,7 +125,7 @@ def _postgres_lock(url: str, purpose: str) -> Iterator[None]:
 
 
 @contextmanager
-def _redis_lock(url: str, purpose: str) -> Iterator[None]:
+def _redis_lock(url: str, purpose: str, wait: bool = True) -> Iterator[None]:
     import redis
 
     client = redis.Redis.from_url(url)
@@ -111,7 +135,10 @@ def _redis_lock(url: str, purpose: str) -> Iterator[None]:
         blocking_timeout=WAIT_S,
         thread_local=False,  # the keep-alive thread extends it
     )
-    if not lock.acquire():
+    if not lock.acquire(blocking=wait):
+        client.close()
+        if not wait:
+            raise LockBusy(purpose)
         raise TimeoutError(f"could not take the {purpose} lock in {WAIT_S} s")
     done = threading.Event()
 
