@@ -16,6 +16,7 @@ import torch
 from pipeline.experiment.config import Experiment
 from pipeline.host.blame import blame_plugins
 from pipeline.tracking.client import ROLE_TAG, RunTracker, TrackingSettings, TrackingUnavailable
+from pipeline.training.dead_runs import end_dead_runs_quietly, process_tag
 from pipeline.training.interrupt import TrainingInterrupted, stop_on_signals
 from pipeline.training.trainer import CombineEval, EvalCallback, Trainer, TrainResult
 from pipeline.training.trial_record import RECORD_TAG
@@ -104,8 +105,11 @@ def run_training(
             experiment_name = tracking.experiment_name or exp.name
             role = {ROLE_TAG: "trial" if trial else "train"}
             tags = run_tags(exp, trainer.device) | role | (extra_tags or {})
+            tags |= process_tag()  # a later run ends this one if its process dies
             if trial:
                 tags[RECORD_TAG] = "trial"
+            else:
+                end_dead_runs_quietly(tracking, experiment_name)
             tracker = RunTracker.start(
                 tracking,
                 experiment_name,
