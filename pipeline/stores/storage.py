@@ -300,7 +300,7 @@ def check_artifact_location(tracking: TrackingSettings, experiment_name: str) ->
             # a server that does not answer is TrackingUnavailable (exit 1, it may come back)
             with reaching(tracking.tracking_uri):
                 found = client_for(tracking).get_experiment_by_name(experiment_name)
-        except TrackingUnavailable:
+        except (TrackingUnavailable, ConfigError):  # already one line that names the fix
             raise
         except Exception as exc:  # any store error: the message must not hold a password
             raise ConfigError(

@@ -185,10 +185,12 @@ def client_for(settings: TrackingSettings):
     apply_http_settings(settings)
     if settings.tracking_uri in _opened:
         return MlflowClient(tracking_uri=settings.tracking_uri)
+    from pipeline.tracking import sqlite_store
     from pipeline.tracking.locks import store_lock
 
     # MlflowClient() opens the store in its constructor (and MLflow caches it per URI)
     with store_lock(settings.tracking_uri, "tracking"):
+        sqlite_store.prepare(settings.tracking_uri)  # a new SQLite store: whole or not at all
         client = MlflowClient(tracking_uri=settings.tracking_uri)
     _opened.add(settings.tracking_uri)
     return client
