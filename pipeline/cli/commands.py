@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from pipeline.cli.group import DEBUG_ENV, PipelineGroup
 from pipeline.cli.options import override_option, with_tracking_options, with_worker_options
 from pipeline.cli.progress import Lines, TuneBar, in_terminal
 from pipeline.errors import PipelineError
@@ -16,17 +17,6 @@ from pipeline.tuning.factories import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, 
 
 # MLflow telemetry stays off unless the user turned it on (see pipeline.tracking.client).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-
-class PipelineGroup(click.Group):
-    """Turns every :class:`PipelineError` into one line on stderr and its exit status."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except PipelineError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
 
 
 @click.group(cls=PipelineGroup)
@@ -53,8 +43,15 @@ class PipelineGroup(click.Group):
     help="Load only the built-in plugins and --plugin modules, no installed third-party "
     "package (also GAN_PIPELINE_DISABLE_PLUGIN_AUTOLOAD=1).",
 )
-def main(plugin_modules, blocked, no_autoload) -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help=f"Show the traceback of an unforeseen failure (also {DEBUG_ENV}=1).",
+)
+def main(plugin_modules, blocked, no_autoload, debug) -> None:
     """Compare GAN losses and critic constraints: train, tune, browse."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
     from pipeline.host.registry import RegistryOptions, configure_default_registry
 
     configure_default_registry(
@@ -369,30 +366,13 @@ def plugins(as_json: bool) -> None:
         click.echo(f"warning: {problem}", err=True)
 
 
-@main.command()
-@click.argument("name", required=False)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--no-browser", is_flag=True, help="Only print the address.")
-@with_tracking_options
-def ui(name, port, host, no_browser, tracking_flags) -> None:
-    """Start the MLflow UI on the configured store, opened on an experiment's runs.
-
-    NAME is the experiment (or study, or comparison) to open; default: the most recently
-    active one. It opens in the UI's model-training view. The server it starts can be the
-    study's tracking server for workers on other machines (--host; docs/scaling.md); with
-    an http:// tracking URI it opens that server.
-    """
-    from pipeline.cli.ui_server import run_ui
-
-    sys.exit(run_ui(tracking_flags.load(), name, host, port, not no_browser, click.echo))
-
-
 from pipeline.cli.compare import compare  # noqa: E402  (its own module: pipeline compare)
 from pipeline.cli.retrain import retrain  # noqa: E402  (its own module: pipeline retrain)
+from pipeline.cli.ui import ui  # noqa: E402  (its own module: pipeline ui)
 
 main.add_command(compare)
 main.add_command(retrain)
+main.add_command(ui)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -7,14 +7,18 @@ on its command line: a password in the tracking URI would be in every user's ``p
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -119,14 +123,25 @@ def run_ui(
     port: int,
     browser: bool,
     echo: Callable[[str], None],
+    *,
+    auth: bool = False,
+    allowed_hosts: str | None = None,
 ) -> int:
     """``pipeline ui``: serve ``tracking``'s store (or open its server), on experiment
-    ``name``'s runs; the exit status."""
+    ``name``'s runs; the exit status. ``auth``: behind MLflow's basic-auth app
+    (:func:`auth_settings`); ``allowed_hosts``: ``mlflow server --allowed-hosts``."""
     from pipeline.errors import PipelineError
     from pipeline.tracking.client import client_for
     from pipeline.tracking.urls import mask_url
 
     remote = tracking.tracking_uri.startswith(("http://", "https://"))
+    users = auth_users_file(tracking) if auth and not remote else None
+    if users is not None and not users.exists() and not os.environ.get(ADMIN_PASSWORD_ENV):
+        raise PipelineError(
+            f"--auth: the first start creates the UI's admin user {ADMIN_USER!r} in {users}: "
+            f"set {ADMIN_PASSWORD_ENV} to its password (12 characters or more; MLflow ships "
+            "no default)"
+        )
     url = tracking.tracking_uri.rstrip("/") + "/" if remote else f"http://{host}:{port}/"
     client = client_for(tracking)
     experiment_id = experiment_to_open(client, name or tracking.experiment_name)
@@ -143,10 +158,64 @@ def run_ui(
 
             webbrowser.open(url)
         return 0
-    if not is_loopback(host):
+    if users is None and not is_loopback(host):
         print(no_auth_warning(host), file=sys.stderr, flush=True)
-    echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}; Ctrl-C to stop)")
-    return serve(tracking, host, port, open_url=url if browser else None)
+    login = f"; users in {users}" if users is not None else ""
+    echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}{login}; Ctrl-C to stop)")
+    extra, env = [], {}
+    if users is not None:
+        extra, env = auth_settings(users)
+    if allowed_hosts:
+        extra += ["--allowed-hosts", allowed_hosts]
+    return serve(tracking, host, port, open_url=url if browser else None, extra=extra, env=env)
+
+
+#: MLflow's basic-auth app (``mlflow server --app-name basic-auth``, the "MLflow
+#: Authentication" docs): HTTP basic auth on the UI and the REST API, users and permissions
+#: in a SQLite file of their own; the admin user it creates on first start, and the variable
+#: holding that user's password (MLflow's own; read on the first start only)
+ADMIN_USER = "admin"
+ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
+USERS_FILE = "basic_auth.db"
+
+
+def auth_users_file(tracking: TrackingSettings) -> Path:
+    """Where ``pipeline ui --auth`` keeps its users: beside a SQLite tracking store, so that
+    the store and who may see it move together; else in the current folder (MLflow's
+    default)."""
+    from pipeline.tracking.sqlite_store import sqlite_file
+
+    store = sqlite_file(tracking.tracking_uri)
+    folder = store.resolve().parent if store is not None else Path.cwd()
+    return folder / USERS_FILE
+
+
+def auth_settings(users: Path) -> tuple[list[str], dict[str, str]]:
+    """``mlflow server`` arguments and environment for its basic-auth app, with users in
+    ``users``. The configuration file is MLflow's own ``basic_auth.ini`` with the users'
+    database moved; a logged-in user may read every run (MLflow's default permission READ),
+    only the admin (and users given more) may change them."""
+    import configparser
+    import tempfile
+
+    from mlflow.server import auth
+
+    config = configparser.ConfigParser()
+    config.read(Path(auth.__file__).with_name("basic_auth.ini"))
+    config["mlflow"]["database_uri"] = f"sqlite:///{users}"
+    config["mlflow"]["admin_username"] = ADMIN_USER
+    folder = tempfile.mkdtemp(prefix="pipeline-ui-auth-")  # private (0700), removed at exit
+    path = Path(folder) / "basic_auth.ini"
+    with path.open("w") as out:
+        config.write(out)
+    atexit.register(shutil.rmtree, folder, True)
+    env = {"MLFLOW_AUTH_CONFIG_PATH": str(path)}
+    # the app's CSRF protection signs with this key; one server, so a fresh one per start
+    # (a user's own, for several servers behind one name, is kept)
+    env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = os.environ.get(
+        "MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32)
+    )
+    return ["--app-name", "basic-auth"], env
 
 
 def is_loopback(host: str) -> bool:
@@ -172,15 +241,24 @@ def no_auth_warning(host: str) -> str:
     )
 
 
-def serve(tracking: TrackingSettings, host: str, port: int, *, open_url: str | None) -> int:
+def serve(
+    tracking: TrackingSettings,
+    host: str,
+    port: int,
+    *,
+    open_url: str | None,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
     """Run ``mlflow server`` on ``tracking``'s stores until it ends or is stopped.
 
-    ``open_url`` is opened in a browser once the server answers. Returns the server's exit
-    status, or 130 when Ctrl-C or SIGTERM stopped it (its whole process group).
+    ``open_url`` is opened in a browser once the server answers; ``extra`` arguments and
+    ``env`` variables go to the server as they are. Returns the server's exit status, or 130
+    when Ctrl-C or SIGTERM stopped it (its whole process group).
     """
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
-    cmd += ["--workers", str(SERVER_WORKERS)]
-    env = dict(os.environ)
+    cmd += ["--workers", str(SERVER_WORKERS), *(extra or [])]
+    env = dict(os.environ, **(env or {}))
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # MLflow 3's server also starts a job runner (GenAI evaluation jobs: seven processes
     # here); nothing of ours uses it

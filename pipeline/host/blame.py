@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import PipelineError, PluginError
+from pipeline.errors import PipelineError, PluginError, resource_failure
 from pipeline.host.plugin_manager import block_hint
 
 if TYPE_CHECKING:
@@ -27,8 +27,11 @@ class PluginRuntimeError(PluginError):
         self.info = info
         self.error = error
         self.where = where
+        ran_out = resource_failure(error)  # the machine's limit, not the plugin's fault
         super().__init__(
-            f"{info.describe()} raised {type(error).__name__}: {error} (at {where}); "
+            f"{info.describe()} ran {ran_out} (at {where})"
+            if ran_out
+            else f"{info.describe()} raised {type(error).__name__}: {error} (at {where}); "
             f"pick another {info.kind}, or {block_hint(info.module)}"
         )
 
