@@ -26,7 +26,11 @@ def train(folder, *extra: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
+    ids=["kill-9", "SIGTERM", "Ctrl-C"],
+)
 def test_a_process_stopped_while_the_store_is_created_leaves_no_store(tmp_path, signum):
     proc = train(tmp_path)
     deadline = time.monotonic() + 120
@@ -34,8 +38,13 @@ def test_a_process_stopped_while_the_store_is_created_leaves_no_store(tmp_path, 
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.005)
     proc.send_signal(signum)
-    proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert not (tmp_path / "mlflow.db").exists()  # never half a store in its place
+    if signum == signal.SIGINT:  # heard, not ignored: one line, the exit status of Ctrl-C
+        assert proc.returncode == 130
+        assert err.strip().splitlines()[-1] == (
+            "interrupted while starting, before any run: nothing to resume"
+        )
 
     again = train(tmp_path)
     out, err = again.communicate(timeout=300)

@@ -124,8 +124,10 @@ def train(
                 f"--resume runs:/{exc.run_id}",
                 err=True,
             )
-        else:
-            click.echo("interrupted: run marked KILLED", err=True)
+        elif getattr(exc, "run_id", None):  # a second Ctrl-C: stopped at once
+            click.echo(f"interrupted: run {exc.run_id} marked KILLED", err=True)
+        else:  # before the run existed (the store being opened or created: it stays whole)
+            click.echo("interrupted while starting, before any run: nothing to resume", err=True)
         sys.exit(130)
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
     click.echo(f"finished {result.steps} steps in {result.wall_time_s:.1f} s: {metrics}")

@@ -131,6 +131,8 @@ def run_training(
             # TrainingInterrupted: stopped at a step boundary, its checkpoint logged
             if tracker:
                 reason = str(exc) if isinstance(exc, TrainingInterrupted) else None
+                if not isinstance(exc, TrainingInterrupted):  # a second Ctrl-C: at once
+                    exc.run_id = tracker.run_id  # type: ignore[attr-defined]  (for the CLI)
                 try:
                     tracker.finish("KILLED", reason or "interrupted (Ctrl-C or SIGTERM)")
                 except TrackingUnavailable as lost:
