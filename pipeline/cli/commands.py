@@ -370,10 +370,12 @@ def plugins(as_json: bool) -> None:
 
 from pipeline.cli.compare import compare  # noqa: E402  (its own module: pipeline compare)
 from pipeline.cli.retrain import retrain  # noqa: E402  (its own module: pipeline retrain)
+from pipeline.cli.sync import sync  # noqa: E402  (its own module: pipeline sync)
 from pipeline.cli.ui import ui  # noqa: E402  (its own module: pipeline ui)
 
 main.add_command(compare)
 main.add_command(retrain)
+main.add_command(sync)
 main.add_command(ui)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,9 +21,11 @@ holds:
   because any tool reads it, and each row maps to one ``mlflow.entities.Metric`` should
   the user want to log them into the run later;
 - ``run.json``: the run id, experiment, tracking URI (without credentials), the step,
-  the reason, and whether the run could be marked FAILED on the server (one bounded try;
+  the reason, whether the run could be marked FAILED on the server (one bounded try;
   when the server is still down, the run stays RUNNING there and this file says which
-  run that is).
+  run that is), and the status it would have ended with (``true_status``).
+
+``pipeline sync`` (:mod:`pipeline.training.sync`) sends all of it once the server is back.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ def keep_unsent(
         reason += f" (while ending the run after {type(after).__name__}: {after})"
     marked = tracker.mark_failed(reason)
     steps = trainer.cfg.steps
+    if isinstance(after, KeyboardInterrupt):  # Ctrl-C / SIGTERM; finished: it came at the end
+        status = "FINISHED" if getattr(after, "finished", False) else "KILLED"
+    else:
+        status = "FINISHED" if trainer.step >= steps else "FAILED"
     (folder / "run.json").write_text(
         json.dumps(
             {
@@ -89,6 +95,7 @@ def keep_unsent(
                 "tracking_uri": display_uri(tracker.tracking_uri),
                 "status_on_server": "FAILED" if marked else "RUNNING (server unreachable)",
                 "failure_reason": reason,
+                "true_status": status,  # what pipeline sync ends the run with
                 "step": trainer.step,
                 "steps": steps,
                 "checkpoint": checkpoint.name,
