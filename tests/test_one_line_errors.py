@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import one_line, resource_failure
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, TINY_SMALL
 
 
 def pipeline(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -108,3 +108,17 @@ def test_one_line_names_the_cause_inside_a_wrapped_error():
     assert one_line(KeyError()) == "KeyError"
     assert len(one_line(ValueError("x" * 1000))) < 320
     assert resource_failure(ValueError("fine")) is None
+
+
+@pytest.mark.slow
+def test_a_study_whose_mlflow_store_was_deleted_is_refused_in_one_line(tmp_path):
+    args = ["tune", str(EXPERIMENTS / "gan_ring8.yaml"), "--n-trials", "1"]
+    for item in TINY_SMALL:
+        args += ["-o", item]
+    assert pipeline(tmp_path, *args).returncode == 0
+    (tmp_path / "mlflow.db").unlink()  # the Optuna journal is kept
+    again = pipeline(tmp_path, *args)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    line = last_line(again.stderr)
+    assert line.startswith("error: --tracking-uri: study 'gan_ring8' in optuna.journal logs to")
+    assert "which is not in sqlite:///mlflow.db" in line and "--study-name" in line

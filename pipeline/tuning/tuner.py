@@ -54,7 +54,7 @@ from pipeline.tuning.factories import (
 from pipeline.tuning.progress import TuneProgress
 from pipeline.tuning.report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.tuning.search_space import build_search_space
-from pipeline.tuning.study_config import check_same_config
+from pipeline.tuning.study_config import check_parent_there, check_same_config
 
 PARENT_ATTR = "mlflow_parent_run_id"
 
@@ -183,6 +183,7 @@ class Tuner:
         client = client_for(self.tracking)
         run_id = study._storage.get_study_user_attrs(study._study_id).get(PARENT_ATTR)
         if run_id:
+            check_parent_there(client, run_id, self.study_name, self.storage_url, self.tracking)
             parent = RunTracker(client, run_id, self.tracking.tracking_uri)
             client.update_run(run_id, status="RUNNING")
             return parent
