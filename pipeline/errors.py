@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+#: set (to 1) for tracebacks instead of one ``error:`` line (``pipeline --debug`` sets it, so
+#: worker processes inherit it)
+DEBUG_ENV = "PIPELINE_DEBUG"
+
+
+def debug_wanted() -> bool:
+    """True when the user asked for tracebacks (``PIPELINE_DEBUG`` set, not ``0``)."""
+    import os
+
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
 
 class PipelineError(Exception):
     """Base of every error the user should see as one message (no traceback)."""

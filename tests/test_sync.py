@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -106,3 +107,48 @@ def test_a_folder_whose_run_is_not_on_the_store_is_left_and_named(tmp_path):
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith(f"left {folder.relative_to(tmp_path)}: its run is not on sqlite:///")
     assert "http://gone:5000" in line and (folder / "unsent_metrics.csv").is_file()
+
+
+@pytest.mark.slow
+def test_a_tune_cut_off_from_its_server_ends_in_one_line_and_keeps_the_trial(
+    server_root,  # noqa: F811
+    tmp_path,
+):
+    server = server_root()
+    work = tmp_path / "work"
+    work.mkdir()
+    tune = [sys.executable, "-m", "pipeline.cli", "tune", str(EXPERIMENTS / "gan_ring8.yaml")]
+    tune += ["--n-trials", "2", "--tracking-uri", server.uri]
+    for o in ["train.steps=10000000", "train.log_every=25", "train.eval_every=300"]:
+        tune += ["-o", o]
+    tune += ["-o", "train.eval_samples=500", "-o", "model.g_width=32", "-o", "model.d_width=32"]
+    tune += ["-o", "tune.objective={metric: w1}"]
+    proc = subprocess.Popen(
+        tune, cwd=work, env=_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        client = MlflowClient(server.uri)
+        deadline = time.monotonic() + 240
+        while not any(  # a trial's run logs per-step metrics: training is going
+            "loss/critic" in r.data.metrics
+            for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+        ):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        server.kill()
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: tracking: MLflow server ") and line.count("unreachable") == 1
+    [folder] = (work / "gan-pipeline-unsent").iterdir()
+    assert f"kept in {folder}/" in line and (folder / "checkpoint.pt").is_file()
+
+    server = server_root()
+    sent = pipeline(work, "sync", "--tracking-uri", server.uri)
+    assert sent.returncode == 0, sent.stderr
+    assert MlflowClient(server.uri).get_run(folder.name).info.status == "FAILED"

@@ -158,7 +158,7 @@ def test_server_killed_mid_training_keeps_everything_locally(server_root, tmp_pa
     line = lines[0]
     assert line.startswith("error: tracking: ") and "unreachable" in line, line
     assert f"run {run_id} left RUNNING" in line
-    folder = Path(re.search(r"kept in (\S+)/;", line).group(1))
+    folder = Path(re.search(r"kept in (\S+)/ \(pipeline sync", line).group(1))
     assert folder == work / "gan-pipeline-unsent" / run_id
 
     # the checkpoint loads, and it is where training stopped

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from pipeline.errors import PipelineError, one_line
-
-#: set (to 1) by ``pipeline --debug`` too, so that worker processes inherit it
-DEBUG_ENV = "PIPELINE_DEBUG"
+from pipeline.errors import DEBUG_ENV, PipelineError, debug_wanted, one_line
 
 
 class PipelineGroup(click.Group):
@@ -27,7 +22,7 @@ class PipelineGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
-            if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            if debug_wanted():
                 raise
             click.echo(
                 f"error: {one_line(exc)} ({DEBUG_ENV}=1 or pipeline --debug shows the traceback)",

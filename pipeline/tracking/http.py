@@ -83,6 +83,9 @@ def unreachable_reason(exc: BaseException) -> str | None:
     while current is not None and all(current is not c for c in chain):
         chain.append(current)
         current = current.__cause__ or current.__context__
+    earlier = next((c for c in chain if isinstance(c, TrackingUnavailable)), None)
+    if earlier is not None:  # lost while handling an earlier loss: that one's reason
+        return earlier.reason
     if not any(isinstance(c, lost) for c in chain):
         return None
     deepest = chain[-1]
@@ -103,7 +106,13 @@ def reaching(uri: str) -> Iterator[None]:
         reason = unreachable_reason(exc)
         if reason is None:
             raise
-        raise TrackingUnavailable(uri, reason) from exc
+        # lost again while handling a loss that kept data (a trial's folder): keep its words
+        chain, current = [], exc.__context__
+        while current is not None and all(current is not c for c in chain):
+            chain.append(current)
+            current = current.__cause__ or current.__context__
+        earlier = next((c for c in chain if isinstance(c, TrackingUnavailable)), None)
+        raise TrackingUnavailable(uri, reason, earlier.detail if earlier else "") from exc
 
 
 #: values this process put into the environment (the user's own are never overwritten)

@@ -122,6 +122,7 @@ def keep_unsent(
         todo = f"training had finished; to train on: {command} -o train.steps=<more>"
     detail = (
         f"stopped at step {trainer.step} of {steps}; run {tracker.run_id} {state}; "
-        f"checkpoint, samples, config and unsent metrics kept in {folder}/; {todo}"
+        f"checkpoint, samples, config and unsent metrics kept in {folder}/ (pipeline sync "
+        f"sends them once the server is back); {todo}"
     )
     return TrackingUnavailable(tracker.tracking_uri, lost.reason, detail)

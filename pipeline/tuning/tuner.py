@@ -51,6 +51,7 @@ from pipeline.tuning.factories import (
     make_sampler,
     rerun_seed,
 )
+from pipeline.tuning.optuna_log import quiet_optuna_tracebacks
 from pipeline.tuning.progress import TuneProgress
 from pipeline.tuning.report import best_trial, log_study_artifacts, summary, trial_line
 from pipeline.tuning.search_space import build_search_space
@@ -137,6 +138,7 @@ class Tuner:
         from pipeline.tracking.locks import store_lock
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        quiet_optuna_tracebacks()  # a failed trial ends in one error: line, not Optuna's log
         # refuse a bad storage or artifact location before either creates anything
         location = parse_storage(self.options.storage, self.tracking)
         location.check()
