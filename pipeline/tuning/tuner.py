@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import ConfigError, NonFiniteLossError
+from pipeline.errors import ConfigError, NonFiniteLossError, one_line
 from pipeline.experiment.config import apply_overrides, load_yaml, validate
 from pipeline.experiment.names import check_name
 from pipeline.host.blame import PluginRuntimeError
@@ -388,7 +388,13 @@ class Tuner:
             raise
         finally:
             self.progress.close()
-            wall = time.perf_counter() - start
-            self.leave_study(study, status, wall)
+            try:
+                self.leave_study(study, status, wall := time.perf_counter() - start)
+            except Exception as lost:  # the storage is gone: end the parent all the same
+                if self.parent is not None:
+                    why = f"Optuna storage {mask_url(self.storage_url)} failed: {one_line(lost)}"
+                    self.parent.client.set_tag(self.parent.run_id, "failure_reason", why)
+                    self.parent.client.set_terminated(self.parent.run_id, status="FAILED")
+                raise
         self.echo(summary(study, self.space.metric, wall))
         return study
