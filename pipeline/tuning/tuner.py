@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from pipeline.host.blame import PluginRuntimeError
 from pipeline.host.registry import Registry
 from pipeline.stores.storage import check_artifact_location, parse_storage
 from pipeline.tracking.client import ROLE_TAG, RunTracker, TrackingSettings, client_for
+from pipeline.tracking.http import TrackingUnavailable
 from pipeline.tracking.urls import mask_url, scrub
 from pipeline.tuning.best_mark import record_best
 from pipeline.tuning.factories import (
@@ -342,11 +344,8 @@ class Tuner:
             done = complete_trial_run(self.tracking, run_id, self.registry)
         except Exception as exc:  # the study stands; `pipeline best` tries again
             why = scrub(f"{type(exc).__name__}: {exc}", self.tracking.tracking_uri)
-            self.echo(
-                f"best trial {best.number}: figures and generator not logged ({why}); "
-                f"`pipeline best` tries again"
-            )
-            return
+            return self.echo(f"best trial {best.number}: figures and generator not logged "
+                             f"({why}); `pipeline best` tries again")  # fmt: skip
         if done:
             self.echo(f"best trial {best.number}: figures and generator logged to run {run_id}")
 
@@ -391,10 +390,10 @@ class Tuner:
             try:
                 self.leave_study(study, status, wall := time.perf_counter() - start)
             except Exception as lost:  # the storage is gone: end the parent all the same
-                if self.parent is not None:
+                if self.parent is not None and not isinstance(lost, TrackingUnavailable):
                     why = f"Optuna storage {mask_url(self.storage_url)} failed: {one_line(lost)}"
-                    self.parent.client.set_tag(self.parent.run_id, "failure_reason", why)
-                    self.parent.client.set_terminated(self.parent.run_id, status="FAILED")
+                    with suppress(Exception):  # the server may be gone too: tell `lost`
+                        self.parent.finish("FAILED", why)
                 raise
         self.echo(summary(study, self.space.metric, wall))
         return study
