@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 #: set (to 1) for tracebacks instead of one ``error:`` line (``pipeline --debug`` sets it, so
 #: worker processes inherit it)
 DEBUG_ENV = "PIPELINE_DEBUG"
@@ -39,7 +41,7 @@ class NonFiniteLossError(PipelineError):
     exit_code = 1
 
 
-def _causes(error: BaseException):
+def causes(error: BaseException | None) -> Iterator[BaseException]:
     """``error`` and the exceptions it was raised from or while handling, outermost first."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
@@ -58,7 +60,7 @@ def resource_failure(error: BaseException) -> str | None:
     """
     import errno
 
-    for cause in _causes(error):
+    for cause in causes(error):
         text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
         if (
             isinstance(cause, MemoryError)

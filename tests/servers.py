@@ -106,3 +106,73 @@ def fresh_redis_db() -> Iterator[str]:
             return
         client.close()
     pytest.fail("no empty Redis database (1-15) to claim")
+
+
+def _postgres_bin(name: str) -> str:
+    """The path of PostgreSQL's ``name`` program (``initdb``, ``pg_ctl``): on PATH, else in
+    Debian's ``/usr/lib/postgresql/<version>/bin``."""
+    import glob
+    import shutil
+
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
+    if found is None:
+        _unavailable(f"PostgreSQL's {name}", FileNotFoundError(name))
+    return found
+
+
+class PrivateCluster:
+    """A PostgreSQL cluster of a test's own (``initdb`` into a temp folder, ``pg_ctl`` on a
+    free port, trust auth): a test may stop it as a crash would and start it again, which
+    the machine's shared server must never see. As root, PostgreSQL's programs run as the
+    ``postgres`` user (``initdb`` refuses root)."""
+
+    def __init__(self, root: str, port: int) -> None:
+        self.root = root
+        self.port = port
+        self.url = f"postgresql://postgres@{PG_HOST}:{port}/postgres"
+
+    def run(self, name: str, *args: str) -> None:
+        import subprocess
+
+        cmd = [_postgres_bin(name), *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses={PG_HOST} -c fsync=off"
+        data, log = f"{self.root}/data", f"{self.root}/log"
+        self.run("pg_ctl", "-D", data, "-o", options, "-l", log, "-w", "-t", "60", "start")
+
+    def crash(self) -> None:
+        """Stop at once, every backend with it, no checkpoint (``-m immediate``): what a
+        killed server leaves."""
+        self.run("pg_ctl", "-D", f"{self.root}/data", "-m", "immediate", "-w", "stop")
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivateCluster]:
+    """A running :class:`PrivateCluster`, removed afterwards."""
+    import shutil
+    import socket
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="gp-pg-")
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    with socket.socket() as s:
+        s.bind((PG_HOST, 0))
+        port = s.getsockname()[1]
+    cluster = PrivateCluster(root, port)
+    try:
+        cluster.run("initdb", "-D", f"{root}/data", "-A", "trust", "-U", "postgres")
+        cluster.start()
+        yield cluster
+    finally:
+        try:
+            cluster.crash()
+        except Exception:
+            pass  # already stopped
+        shutil.rmtree(root, ignore_errors=True)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, causes
 
 #: Retries of one MLflow HTTP request (MLflow's default, 7 with backoff factor 2, retries
 #: for ~4 minutes per request, and every queued batch retries again: 9+ minutes of silence
@@ -78,11 +78,7 @@ def unreachable_reason(exc: BaseException) -> str | None:
         requests.exceptions.Timeout,
         requests.exceptions.RetryError,
     )
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not c for c in chain):
-        chain.append(current)
-        current = current.__cause__ or current.__context__
+    chain = list(causes(exc))
     earlier = next((c for c in chain if isinstance(c, TrackingUnavailable)), None)
     if earlier is not None:  # lost while handling an earlier loss: that one's reason
         return earlier.reason
@@ -107,11 +103,9 @@ def reaching(uri: str) -> Iterator[None]:
         if reason is None:
             raise
         # lost again while handling a loss that kept data (a trial's folder): keep its words
-        chain, current = [], exc.__context__
-        while current is not None and all(current is not c for c in chain):
-            chain.append(current)
-            current = current.__cause__ or current.__context__
-        earlier = next((c for c in chain if isinstance(c, TrackingUnavailable)), None)
+        earlier = next(
+            (c for c in causes(exc.__context__) if isinstance(c, TrackingUnavailable)), None
+        )
         raise TrackingUnavailable(uri, reason, earlier.detail if earlier else "") from exc
 
 

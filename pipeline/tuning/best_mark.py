@@ -5,15 +5,17 @@ The best trial's run carries the tag ``pipeline.best = true`` and its name says 
 deleted from every other trial run of the study and their names lose the suffix. It is
 done from the runs themselves (a search of the parent's children), so a worker that finds
 another worker's trial is now the best moves the mark too, and a mark left by a worker
-that died is taken away by the next one.
+that died is taken away by the next one. When the search ends, the best trial gets its
+figures and generator model (:func:`complete_best`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.tracking.client import RunTracker
+    from pipeline.tracking.client import RunTracker, TrackingSettings
 
 #: the tag on the best trial's run (its value: ``"true"``)
 BEST_TAG = "pipeline.best"
@@ -83,3 +85,30 @@ def record_best(parent: RunTracker, best: Any, step: int, storage_url: str) -> N
             "best.run_id": best_run or "",
         }
     )
+
+
+def complete_best(
+    study: Any, tracking: TrackingSettings | None, registry: Any, echo: Callable[[str], None]
+) -> None:
+    """Give the study's best trial its figures and generator model (a trial runs without
+    them: :mod:`pipeline.training.trial_record`); once, when the search ends. A failure is
+    told through ``echo``: the study stands, and ``pipeline best`` tries again."""
+    from pipeline.tracking.urls import scrub
+    from pipeline.training.trial_record import complete_trial_run
+    from pipeline.tuning.report import best_trial
+
+    best = best_trial(study)
+    run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
+    if tracking is None or not run_id:
+        return
+    try:
+        done = complete_trial_run(tracking, run_id, registry)
+    except Exception as exc:
+        why = scrub(f"{type(exc).__name__}: {exc}", tracking.tracking_uri)
+        echo(
+            f"best trial {best.number}: figures and generator not logged ({why}); "
+            "`pipeline best` tries again"
+        )
+        return
+    if done:
+        echo(f"best trial {best.number}: figures and generator logged to run {run_id}")

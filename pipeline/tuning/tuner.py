@@ -18,8 +18,9 @@ study's artifacts: :mod:`pipeline.tuning.report`; ``pipeline best``: :mod:`pipel
 - A trial records what the search and the live view need (``run_training(trial=True)``,
   :mod:`pipeline.training.trial_record`): per-step metrics as window means, sent every 10 s;
   evaluation samples, not figures; no generator model. When the search ends, the study's
-  best trial gets its figures and generator (:meth:`Tuner.complete_best`); ``pipeline
-  best`` does the same for a best trial that lacks them.
+  best trial gets its figures and generator (:func:`pipeline.tuning.best_mark.complete_best`);
+  ``pipeline best`` does the same for a best trial that lacks them. A storage whose server
+  stops answering ends the tune in one line (:mod:`pipeline.stores.storage_loss`).
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ from pipeline.experiment.names import check_name
 from pipeline.host.blame import PluginRuntimeError
 from pipeline.host.registry import Registry
 from pipeline.stores.storage import check_artifact_location, parse_storage
+from pipeline.stores.storage_loss import quiet_lost_heartbeats, saying_storage_lost, storage_lost
 from pipeline.tracking.client import ROLE_TAG, RunTracker, TrackingSettings, client_for
 from pipeline.tracking.http import TrackingUnavailable
-from pipeline.tracking.urls import mask_url, scrub
-from pipeline.tuning.best_mark import record_best
+from pipeline.tracking.urls import mask_url
+from pipeline.tuning.best_mark import complete_best, record_best
 from pipeline.tuning.factories import (
     DEFAULT_PRUNER,
     DEFAULT_SAMPLER,
@@ -141,6 +143,7 @@ class Tuner:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         quiet_optuna_tracebacks()  # a failed trial ends in one error: line, not Optuna's log
+        quiet_lost_heartbeats()  # a lost storage too: the heartbeat's traceback
         # refuse a bad storage or artifact location before either creates anything
         location = parse_storage(self.options.storage, self.tracking)
         location.check()
@@ -234,7 +237,7 @@ class Tuner:
                 return False
             try:
                 if status == "FINISHED":
-                    self.complete_best(study)
+                    complete_best(study, self.tracking, self.registry, self.echo)
                 log_study_artifacts(study, self.parent, self.space)
             finally:
                 self.parent.client.set_terminated(self.parent.run_id, status=status)
@@ -267,6 +270,9 @@ class Tuner:
                 trial.set_user_attr("pruned_at_step", step)
                 raise optuna.TrialPruned(f"pruned at step {step} ({metric}={value:.4g})")
 
+        def lost_says(fn):  # the storage lost under a callback: the run's reason says so
+            return saying_storage_lost(self.storage_url, fn)
+
         def started(run_id: str) -> None:
             trial.set_user_attr("mlflow_run_id", run_id)
 
@@ -275,7 +281,7 @@ class Tuner:
                 exp,
                 tracking=self.tracking,
                 progress=False,
-                on_eval=seeds.on_eval(trial, self.space.value, on_eval),
+                on_eval=lost_says(seeds.on_eval(trial, self.space.value, on_eval)),
                 parent_run_id=self.parent.run_id if self.parent else None,
                 run_name=self.trial_run_name(trial.number),
                 extra_tags={
@@ -289,7 +295,7 @@ class Tuner:
                 extra_params={f"trial.{k}": v for k, v in values.items()}
                 | {"trial.number": trial.number},
                 status_for=lambda e: "KILLED" if isinstance(e, optuna.TrialPruned) else None,
-                on_run_started=started,
+                on_run_started=lost_says(started),
                 trial=True,
                 combine_eval=seeds.combine_eval(),
             )
@@ -331,24 +337,6 @@ class Tuner:
             self.progress.trial_done(trial.number, None if best is None else best.value)
         dead_trials.fail_dead_trials(study, self.retry_dead)  # a sibling's, on this host
 
-    def complete_best(self, study) -> None:
-        """Give the study's best trial its figures and generator model (a trial runs
-        without them: :mod:`pipeline.training.trial_record`); once, when the search ends."""
-        from pipeline.training.trial_record import complete_trial_run
-
-        best = best_trial(study)
-        run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
-        if self.tracking is None or not run_id:
-            return
-        try:
-            done = complete_trial_run(self.tracking, run_id, self.registry)
-        except Exception as exc:  # the study stands; `pipeline best` tries again
-            why = scrub(f"{type(exc).__name__}: {exc}", self.tracking.tracking_uri)
-            return self.echo(f"best trial {best.number}: figures and generator not logged "
-                             f"({why}); `pipeline best` tries again")  # fmt: skip
-        if done:
-            self.echo(f"best trial {best.number}: figures and generator logged to run {run_id}")
-
     # -- the whole invocation ----------------------------------------------------------
     def run(self):
         import torch
@@ -382,18 +370,26 @@ class Tuner:
         except KeyboardInterrupt:
             status = "KILLED"
             raise
-        except BaseException:
+        except BaseException as exc:
             status = "FAILED"
+            if told := storage_lost(self.storage_url, exc):
+                raise told from exc
             raise
         finally:
             self.progress.close()
             try:
                 self.leave_study(study, status, wall := time.perf_counter() - start)
             except Exception as lost:  # the storage is gone: end the parent all the same
+                told = storage_lost(self.storage_url, lost)
                 if self.parent is not None and not isinstance(lost, TrackingUnavailable):
-                    why = f"Optuna storage {mask_url(self.storage_url)} failed: {one_line(lost)}"
+                    why = (
+                        told
+                        or f"Optuna storage {mask_url(self.storage_url)} failed: {one_line(lost)}"
+                    )
                     with suppress(Exception):  # the server may be gone too: tell `lost`
-                        self.parent.finish("FAILED", why)
+                        self.parent.finish("FAILED", str(why))
+                if told:
+                    raise told from lost
                 raise
         self.echo(summary(study, self.space.metric, wall))
         return study
