@@ -28,8 +28,11 @@ from pipeline.cli.options import with_tracking_options
     help="Host headers the server answers (mlflow server --allowed-hosts; default: "
     "localhost and private addresses).",
 )
+@click.option(
+    "--verbose", is_flag=True, help="Show the server's own log: start-up lines, every request."
+)
 @with_tracking_options
-def ui(name, port, host, no_browser, auth, allowed_hosts, tracking_flags) -> None:
+def ui(name, port, host, no_browser, auth, allowed_hosts, verbose, tracking_flags) -> None:
     """Start the MLflow UI on the configured store, opened on an experiment's runs.
 
     NAME is the experiment (or study, or comparison) to open; default: the most recently
@@ -43,6 +46,14 @@ def ui(name, port, host, no_browser, auth, allowed_hosts, tracking_flags) -> Non
     browser = not no_browser
     sys.exit(
         run_ui(
-            tracking, name, host, port, browser, click.echo, auth=auth, allowed_hosts=allowed_hosts
+            tracking,
+            name,
+            host,
+            port,
+            browser,
+            click.echo,
+            auth=auth,
+            allowed_hosts=allowed_hosts,
+            verbose=verbose,
         )
     )

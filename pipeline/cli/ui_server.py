@@ -126,10 +126,12 @@ def run_ui(
     *,
     auth: bool = False,
     allowed_hosts: str | None = None,
+    verbose: bool = False,
 ) -> int:
     """``pipeline ui``: serve ``tracking``'s store (or open its server), on experiment
     ``name``'s runs; the exit status. ``auth``: behind MLflow's basic-auth app
-    (:func:`auth_settings`); ``allowed_hosts``: ``mlflow server --allowed-hosts``."""
+    (:func:`auth_settings`); ``allowed_hosts``: ``mlflow server --allowed-hosts``;
+    ``verbose``: the server's own start-up lines and access log in the terminal too."""
     from pipeline.errors import PipelineError
     from pipeline.tracking.client import client_for
     from pipeline.tracking.urls import mask_url
@@ -143,6 +145,8 @@ def run_ui(
             "no default)"
         )
     url = tracking.tracking_uri.rstrip("/") + "/" if remote else f"http://{host}:{port}/"
+    if not remote:
+        check_port_free(host, port)  # else the browser would open on whatever holds it
     client = client_for(tracking)
     experiment_id = experiment_to_open(client, name or tracking.experiment_name)
     if experiment_id is not None:
@@ -167,6 +171,9 @@ def run_ui(
         extra, env = auth_settings(users)
     if allowed_hosts:
         extra += ["--allowed-hosts", allowed_hosts]
+    if not verbose:
+        extra += ["--uvicorn-opts", QUIET_UVICORN]
+        env |= {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": QUIET_WARNINGS}
     return serve(tracking, host, port, open_url=url if browser else None, extra=extra, env=env)
 
 
@@ -218,6 +225,42 @@ def auth_settings(users: Path) -> tuple[list[str], dict[str, str]]:
     return ["--app-name", "basic-auth"], env
 
 
+#: uvicorn's options (``mlflow server --uvicorn-opts``) without ``pipeline ui --verbose``: no
+#: line per request (the UI polls: 515 lines in 14 minutes) and no start-up chatter; its
+#: warnings and errors still show
+QUIET_UVICORN = "--no-access-log --log-level warning"
+#: and the deprecation notices of MLflow's own imports (Starlette's WSGI middleware), which
+#: are MLflow's to act on, not the user's
+QUIET_WARNINGS = "ignore::DeprecationWarning,ignore:starlette.middleware.wsgi is deprecated"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, in one line, a ``--port`` another program listens on (with the next free
+    one to try): uvicorn would fail to bind among its INFO lines, while the health check
+    and the browser reached the other program. Bound as uvicorn binds (``SO_REUSEADDR``),
+    so a port left in TIME_WAIT by the last ``pipeline ui`` is not refused."""
+    import errno
+    import socket
+
+    def taken(p: int) -> bool:
+        address = host.strip("[]")
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((address, p))
+            except OSError as exc:
+                return exc.errno == errno.EADDRINUSE
+        return False
+
+    if taken(port):
+        from pipeline.errors import ConfigError
+
+        free = next((p for p in range(port + 1, min(port + 100, 65536)) if not taken(p)), None)
+        hint = f": try --port {free}" if free else ""
+        raise ConfigError("--port", f"{host}:{port} is in use by another program{hint}")
+
+
 def is_loopback(host: str) -> bool:
     """True for a ``--host`` only this machine reaches: ``localhost`` or a loopback address
     (127.0.0.0/8, ``::1``). Any other name may resolve to an outside address: not loopback."""
@@ -266,6 +309,7 @@ def serve(
     # the stores go by environment (the options' envvars), not argv: a password in the
     # URI would be in every user's `ps` (/proc/PID/cmdline); a process's environment is not
     env["MLFLOW_BACKEND_STORE_URI"] = tracking.tracking_uri
+    env.setdefault("MLFLOW_REGISTRY_STORE_URI", tracking.tracking_uri)  # its default, unsaid
     # artifacts are proxied (`mlflow server --serve-artifacts`, its default): experiments
     # created through the server get ``mlflow-artifacts:/`` locations stored under our
     # artifact root, so workers on other machines upload through the server and need no

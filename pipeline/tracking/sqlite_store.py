@@ -14,6 +14,7 @@ with what to do, in one line.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -50,7 +51,14 @@ def prepare(uri: str) -> None:
 
     # the store MlflowClient would open (its default artifact root for SQL stores: ./mlruns,
     # used by MLflow's Default experiment only), made in the hidden file, its engine closed
-    store = SqlAlchemyStore(f"sqlite:///{tmp}", "./mlruns")
+    # its two INFO lines ("Creating initial MLflow database tables...") say nothing to do
+    chatter = logging.getLogger("mlflow.store.db.utils")
+    level = chatter.level
+    chatter.setLevel(logging.WARNING)
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", "./mlruns")
+    finally:
+        chatter.setLevel(level)
     store.engine.dispose()
     os.replace(tmp, path)
 
