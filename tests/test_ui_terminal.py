@@ -75,3 +75,27 @@ def test_the_access_log_shows_only_with_verbose(tmp_path, verbose):
     assert requests_logged >= (4 if verbose else 0) and (verbose or requests_logged == 0)
     if not verbose:  # nothing but our line and MLflow's one security notice
         assert "INFO" not in out + err and "Warning" not in err, out + err
+
+
+def test_ui_name_on_a_store_that_is_not_there_creates_nothing_and_names_the_file(tmp_path):
+    proc = ui(tmp_path, "wgan_gp_grid25", "--port", str(_free_port()))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and out == "", out
+    [line] = err.strip().splitlines()
+    assert line.startswith(
+        f"error: --tracking-uri: no MLflow store at {tmp_path.resolve()}/mlflow.db"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_name_lists_the_experiments_there(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    for name in ("ring_study", "grid_study"):
+        MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").create_experiment(name)
+    proc = ui(tmp_path, "no_such_study", "--port", str(_free_port()))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and out == "", out
+    line = err.strip().splitlines()[-1]
+    assert "named 'no_such_study'" in line
+    assert line.endswith("its experiments: Default, grid_study, ring_study"), line

@@ -147,13 +147,16 @@ def run_ui(
     url = tracking.tracking_uri.rstrip("/") + "/" if remote else f"http://{host}:{port}/"
     if not remote:
         check_port_free(host, port)  # else the browser would open on whatever holds it
+        never_create_for(name, tracking.tracking_uri)
     client = client_for(tracking)
     experiment_id = experiment_to_open(client, name or tracking.experiment_name)
     if experiment_id is not None:
         url += open_as_model_training(client, experiment_id)
     elif name:
+        names = sorted(e.name for e in client.search_experiments())
         raise PipelineError(
-            f"no MLflow experiment named {name!r} in {mask_url(tracking.tracking_uri)}"
+            f"no MLflow experiment, study or comparison named {name!r} in "
+            f"{mask_url(tracking.tracking_uri)}; its experiments: {', '.join(names) or 'none'}"
         )
     if remote:  # a tracking server already serves the UI
         echo(f"MLflow UI of the tracking server: {mask_url(url)}")
@@ -223,6 +226,22 @@ def auth_settings(users: Path) -> tuple[list[str], dict[str, str]]:
         "MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32)
     )
     return ["--app-name", "basic-auth"], env
+
+
+def never_create_for(name: str | None, tracking_uri: str) -> None:
+    """Refuse ``pipeline ui NAME`` on a SQLite store that does not exist (run from another
+    folder, say), naming the file in full, instead of creating an empty store there and
+    then not finding NAME in it."""
+    from pipeline.errors import ConfigError
+    from pipeline.tracking.sqlite_store import sqlite_file
+
+    store = sqlite_file(tracking_uri)
+    if name and store is not None and not store.exists():
+        raise ConfigError(
+            "--tracking-uri",
+            f"no MLflow store at {store.resolve()}, so no {name!r} to open: run pipeline ui "
+            "in the folder that holds the store (or its mlflow.yaml), or give --tracking-uri",
+        )
 
 
 #: uvicorn's options (``mlflow server --uvicorn-opts``) without ``pipeline ui --verbose``: no

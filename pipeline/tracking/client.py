@@ -35,6 +35,7 @@ import yaml
 from pipeline.errors import ConfigError
 from pipeline.experiment.names import check_name
 from pipeline.experiment.tree import read_text_bounded, safe_yaml
+from pipeline.tracking.config_file import beside_file
 from pipeline.tracking.http import (
     DEFAULT_HTTP_BACKOFF_FACTOR,
     DEFAULT_HTTP_RETRIES,
@@ -118,6 +119,8 @@ class TrackingSettings:
             unsent = data.get("unsent_dir")
             if unsent is not None and (not isinstance(unsent, str) or not unsent.strip()):
                 raise ConfigError(f"{path.name}:unsent_dir", f"must be a folder, got {unsent!r}")
+        if path.is_file():  # the file's relative paths are the file's, wherever one runs
+            data = beside_file(data, path)
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or data.get("tracking_uri")
         if experiment_name is not None:  # it becomes the artifact folder's name
             check_name("--experiment-name", experiment_name)
