@@ -195,16 +195,17 @@ def complete_trial_run(
     ``registry`` (default: :func:`pipeline.host.registry.default_registry`) rebuilds the
     experiment from the config in the checkpoint.
     """
-    from pipeline.experiment.config import validate
     from pipeline.tracking.client import RunTracker, client_for
-    from pipeline.training import plots
-    from pipeline.training.checkpoint import load_checkpoint
-    from pipeline.training.generator_average import generator_average
 
     client = client_for(tracking)
     run = client.get_run(run_id)
     if has_generator(run.data.tags) or run.info.status != "FINISHED":
-        return False
+        return False  # before torch and the plots are imported: `pipeline best` stays quick
+    from pipeline.experiment.config import validate
+    from pipeline.training import plots
+    from pipeline.training.checkpoint import load_checkpoint
+    from pipeline.training.generator_average import generator_average
+
     if registry is None:
         from pipeline.host.registry import default_registry
 
