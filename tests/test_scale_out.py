@@ -76,10 +76,11 @@ def workers(folder: Path, rounds: list[list[str]]) -> Iterator[Callable[[int], l
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "rounds.json").write_text(json.dumps(rounds))
     env = dict(os.environ, OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     procs = [
-        subprocess.Popen(
+        subprocess.Popen(  # in the test's folder: the artifact root (./mlartifacts) is there
             [sys.executable, "-m", "tests.race_worker", str(folder), str(i)],
-            cwd=ROOT,
+            cwd=folder,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

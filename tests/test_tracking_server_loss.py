@@ -215,6 +215,7 @@ def _mlflow_yaml(tmp_path: Path, text: str) -> Path:
 
 
 def test_retry_settings_from_mlflow_yaml_bound_a_closed_port(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the last client opens the default ./mlflow.db: here
     for name in HTTP_VARS:
         monkeypatch.delenv(name, raising=False)
     path = _mlflow_yaml(tmp_path, "http_retries: 1\nhttp_backoff_factor: 0\nhttp_timeout_s: 3\n")
