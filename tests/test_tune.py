@@ -279,6 +279,29 @@ def test_pipeline_best_names_the_best_trial_and_its_run(resumed, monkeypatch):
 
 
 @pytest.mark.slow
+def test_pipeline_best_of_a_complete_study_does_not_import_mlflow(resumed):
+    """The tune's end logged the best trial's generator and said so in the study, so
+    `pipeline best` answers from the Optuna storage alone (MLflow's import is ~2 s)."""
+    folder, study = resumed
+    best_run = study.best_trial.user_attrs["mlflow_run_id"]
+    assert study.user_attrs["generator_logged_run"] == best_run
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from pipeline.cli.commands import main\n"
+        f"result = CliRunner().invoke(main, ['best', 'wgan_gp_grid25', '--tracking-uri', "
+        f"'sqlite:///{folder}/mlflow.db'])\n"
+        "print(result.exit_code, 'mlflow' in sys.modules)\n"
+        "print(result.output)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines()[0] == "0 False", out
+    assert f"generator: runs:/{best_run}/generator" in out
+
+
+@pytest.mark.slow
 def test_best_gives_the_best_trial_of_an_interrupted_tune_its_figures_and_generator(
     tmp_path, monkeypatch
 ):

@@ -8,6 +8,7 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.stores.storage import open_storage
 from pipeline.tracking.client import TrackingSettings, client_for
 from pipeline.tracking.urls import mask_url, scrub
+from pipeline.tuning.best_mark import GENERATOR_LOGGED_ATTR
 from pipeline.tuning.report import best_trial
 from pipeline.tuning.tuner import PARENT_ATTR
 
@@ -56,6 +57,9 @@ def best_report(study_name: str, storage: str | None, tracking: TrackingSettings
             "best_params": best.params,
             "best_run_id": best.user_attrs.get("mlflow_run_id"),
         }
+        logged = study.user_attrs.get(GENERATOR_LOGGED_ATTR)
+        if logged and logged == report["best_run_id"]:  # complete: nothing to ask MLflow
+            report["best_model_uri"] = f"runs:/{logged}/generator"
     return report
 
 
@@ -76,6 +80,8 @@ def complete_best_run(report: dict[str, Any], tracking: TrackingSettings) -> str
     Returns a line for the user: what was logged, or why it could not be (the report
     stands either way).
     """
+    if "best_model_uri" in report:  # logged when the search ended (best_mark.complete_best)
+        return None
     from mlflow.exceptions import MlflowException
 
     from pipeline.training.trial_record import complete_trial_run, has_generator
