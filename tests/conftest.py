@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# A suite started from a non-interactive shell's background job inherits SIGINT ignored, and
+# so would every process it starts (an ignored signal stays ignored across exec): the tests
+# that Ctrl-C a real process (a train, a store being created, pipeline ui) need it heard
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: plugin packages kept as fixtures run their own tests, in their own process
 #: (test_plugin_contract_fixture.py), not as part of this suite

@@ -7,7 +7,6 @@ found dead, failed and retried, as the line promises. Real processes, a real clu
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import optuna
@@ -16,9 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.stores import dead_trials
 from pipeline.stores.storage_loss import StorageUnavailable, storage_lost
-from tests.conftest import EXPERIMENTS, ROOT
 from tests.servers import private_postgres
-from tests.test_tracking_server_loss import _env
+from tests.test_tracking_server_loss import start_endless
 
 
 def _wait_for_training(store: str, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -43,16 +41,8 @@ def test_postgresql_killed_mid_tune_ends_in_one_line_and_the_trial_is_retried(tm
     work.mkdir()
     store = f"sqlite:///{work}/mlflow.db"
     with private_postgres() as pg:
-        tune = [sys.executable, "-m", "pipeline.cli", "tune", str(EXPERIMENTS / "gan_ring8.yaml")]
-        tune += ["--n-trials", "2", "--storage", pg.url, "--tracking-uri", store]
-        for o in ["train.steps=10000000", "train.log_every=25", "train.eval_every=100"]:
-            tune += ["-o", o]
-        tune += ["-o", "train.eval_samples=200", "-o", "model.g_width=16", "-o", "model.d_width=16"]
-        tune += ["-o", "tune.objective={metric: w1}"]
-        proc = subprocess.Popen(
-            tune, cwd=work, env=_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        tune = ["--n-trials", "2", "--storage", pg.url, "--tracking-uri", store]
+        proc = start_endless("tune", work, *tune, "-o", "tune.objective={metric: w1}")
         try:
             _wait_for_training(store, proc)
             pg.crash()

@@ -14,7 +14,12 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.training.sync import ARTIFACTS_SENT, METRICS_SENT
 from tests.conftest import EXPERIMENTS, ROOT
-from tests.test_tracking_server_loss import _env, _wait_for_logged_run, server_root  # noqa: F401
+from tests.test_tracking_server_loss import (  # noqa: F401
+    _env,
+    _wait_for_logged_run,
+    server_root,
+    start_endless,
+)
 
 
 def pipeline(work, *args: str) -> subprocess.CompletedProcess:
@@ -33,15 +38,7 @@ def test_sync_sends_the_unsent_rows_and_files_and_ends_the_run(server_root, tmp_
     server = server_root()
     work = tmp_path / "work"
     work.mkdir()
-    train = [sys.executable, "-m", "pipeline.cli", "train", str(EXPERIMENTS / "gan_ring8.yaml")]
-    train += ["--no-progress", "--tracking-uri", server.uri]
-    for o in ["train.steps=10000000", "train.log_every=25", "train.eval_every=300"]:
-        train += ["-o", o]
-    train += ["-o", "train.eval_samples=500", "-o", "model.g_width=32", "-o", "model.d_width=32"]
-    proc = subprocess.Popen(
-        train, cwd=work, env=_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_endless("train", work, "--no-progress", "--tracking-uri", server.uri)
     try:
         run_id = _wait_for_logged_run(server.uri, proc)
         server.kill()
@@ -117,16 +114,8 @@ def test_a_tune_cut_off_from_its_server_ends_in_one_line_and_keeps_the_trial(
     server = server_root()
     work = tmp_path / "work"
     work.mkdir()
-    tune = [sys.executable, "-m", "pipeline.cli", "tune", str(EXPERIMENTS / "gan_ring8.yaml")]
-    tune += ["--n-trials", "2", "--tracking-uri", server.uri]
-    for o in ["train.steps=10000000", "train.log_every=25", "train.eval_every=300"]:
-        tune += ["-o", o]
-    tune += ["-o", "train.eval_samples=500", "-o", "model.g_width=32", "-o", "model.d_width=32"]
-    tune += ["-o", "tune.objective={metric: w1}"]
-    proc = subprocess.Popen(
-        tune, cwd=work, env=_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    tune = ["--n-trials", "2", "--tracking-uri", server.uri, "-o", "tune.objective={metric: w1}"]
+    proc = start_endless("tune", work, *tune)
     try:
         client = MlflowClient(server.uri)
         deadline = time.monotonic() + 240

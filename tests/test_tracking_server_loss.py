@@ -108,6 +108,23 @@ def server_root(tmp_path):
         s.kill()
 
 
+#: overrides of a tiny ``gan_ring8.yaml`` training that never ends by itself (a test stops
+#: it), logging every 25 steps and evaluating every 300
+ENDLESS = ("train.steps=10000000", "train.log_every=25", "train.eval_every=300")
+ENDLESS += ("train.eval_samples=500", "model.g_width=32", "model.d_width=32")
+
+
+def start_endless(command: str, work: Path, *args: str) -> subprocess.Popen:
+    """``pipeline COMMAND gan_ring8.yaml ARGS`` on the :data:`ENDLESS` training, run in
+    ``work`` as a real process, its output piped as text."""
+    cmd = [sys.executable, "-m", "pipeline.cli", command, str(EXPERIMENTS / "gan_ring8.yaml")]
+    cmd += [*args, *(a for o in ENDLESS for a in ("-o", o))]
+    return subprocess.Popen(
+        cmd, cwd=work, env=_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def _wait_for_logged_run(uri: str, proc: subprocess.Popen, timeout: float = 240) -> str:
     """The id of the run once it has per-step metrics on the server (training is going)."""
     from mlflow.tracking import MlflowClient
@@ -129,16 +146,7 @@ def test_server_killed_mid_training_keeps_everything_locally(server_root, tmp_pa
     server = server_root()
     work = tmp_path / "work"
     work.mkdir()
-    train = [sys.executable, "-m", "pipeline.cli", "train", str(EXPERIMENTS / "gan_ring8.yaml")]
-    train += ["--no-progress", "--tracking-uri", server.uri]
-    tiny = ["train.steps=10000000", "train.log_every=25", "train.eval_every=300"]
-    tiny += ["train.eval_samples=500", "model.g_width=32", "model.d_width=32"]
-    for o in tiny:
-        train += ["-o", o]
-    proc = subprocess.Popen(
-        train, cwd=work, env=_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_endless("train", work, "--no-progress", "--tracking-uri", server.uri)
     try:
         run_id = _wait_for_logged_run(server.uri, proc)
         server.kill()

@@ -20,6 +20,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from pipeline.cli.ui_app import APP_NAME, OPEN_ROUTE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -169,15 +172,17 @@ def run_ui(
         print(no_auth_warning(host), file=sys.stderr, flush=True)
     login = f"; users in {users}" if users is not None else ""
     echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}{login}; Ctrl-C to stop)")
-    extra, env = [], {}
+    extra, env = ["--app-name", APP_NAME], {}  # the UI kept in model training
+    browse = f"http://{host}:{port}{OPEN_ROUTE}?to={quote(url.split('/', 3)[3])}"
     if users is not None:
         extra, env = auth_settings(users)
+        browse = url  # the basic-auth app has no such page: the URL's view only
     if allowed_hosts:
         extra += ["--allowed-hosts", allowed_hosts]
     if not verbose:
         extra += ["--uvicorn-opts", QUIET_UVICORN]
         env |= {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": QUIET_WARNINGS}
-    return serve(tracking, host, port, open_url=url if browser else None, extra=extra, env=env)
+    return serve(tracking, host, port, open_url=browse if browser else None, extra=extra, env=env)
 
 
 #: MLflow's basic-auth app (``mlflow server --app-name basic-auth``, the "MLflow
