@@ -182,3 +182,44 @@ def test_population_mode_refuses_seeds_per_trial_by_name(tmp_path):
 def test_seeds_per_trial_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match=r"tune\.seeds"):
         make_tuner(tmp_path, 1, extra=["tune.seeds=0"])
+
+
+def _space(registry, objective: str, seeds: int = 3):
+    import yaml
+
+    from pipeline.tuning.search_space import build_search_space
+
+    base = yaml.safe_load((EXPERIMENTS / "gan_ring8.yaml").read_text())
+    base["name"] = "gan_ring8"  # a file's name comes from its path
+    base["tune"] = {"objective": yaml.safe_load(objective), "seeds": seeds}
+    return build_search_space(base, registry, require_params=False)
+
+
+def test_the_worst_seed_ranks_a_trial_that_the_mean_ranks_first_below_by_hand(registry):
+    """Trial A: two seeds at reverse KL 0.01 / 98 % and one that underfed a mode (0.30);
+    trial B: three even seeds (0.06 / 93 %). Per seed, ``reverse_kl - hq_fraction`` is
+    A: -0.97, -0.97, -0.68 (mean -0.8733) and B: -0.87 each. The mean picks A, the worst
+    seed B."""
+    a = summarise([1, 2, 3], [{"reverse_kl": r, "hq_fraction": 0.98} for r in (0.01, 0.01, 0.3)])
+    b = summarise([1, 2, 3], [{"reverse_kl": 0.06, "hq_fraction": 0.93}] * 3)
+    weighted = "{metric: {reverse_kl: 1.0, hq_fraction: -1.0}, direction: minimize"
+    mean = _space(registry, weighted + "}")
+    worst = _space(registry, weighted + ", over_seeds: worst}")
+    assert mean.value(a) == pytest.approx(-0.87333, abs=1e-5)
+    assert mean.value(b) == pytest.approx(-0.87)
+    assert mean.value(a) < mean.value(b)  # minimize: the mean picks A
+    assert worst.value(a) == pytest.approx(-0.68) and worst.value(b) == pytest.approx(-0.87)
+    assert worst.value(b) < worst.value(a)  # the worst seed picks B
+    assert worst.metric == "reverse_kl - hq_fraction (worst seed)"
+    # a metric maximized: the worst seed is the smallest value
+    modes = _space(registry, "{metric: modes, over_seeds: worst}")
+    assert modes.direction == "maximize"
+    assert modes.value(summarise([1, 2], [{"modes": 8.0}, {"modes": 6.0}])) == 6.0
+    # one seed's NaN makes the trial's value NaN (Optuna does not rank it)
+    nan = summarise([1, 2], [{"modes": 8.0}, {"modes": math.nan}])
+    assert math.isnan(modes.value(nan))
+
+
+def test_the_worst_seed_needs_several_seeds(registry):
+    with pytest.raises(ConfigError, match=r"over_seeds 'worst' needs tune\.seeds of 2 or more"):
+        _space(registry, "{metric: w1, over_seeds: worst}", seeds=1)

@@ -23,6 +23,8 @@ def check_same_config(study, study_name: str, base: dict[str, Any], space: dict[
     # a study started before a setting existed ran with the value that trains as before
     known = {k: v for k, v in ADDED_SETTINGS.items() if k in base} | known
     known_space = {"seeds": 1} | study.user_attrs.get("search_space", {})
+    if isinstance(known_space.get("objective"), dict):  # a study from before over_seeds
+        known_space["objective"] = {"over_seeds": "mean"} | known_space["objective"]
     changed = sorted(k for k in set(base) | set(known) if base.get(k) != known.get(k))
     if changed or known_space != space:
         what = ", ".join(changed[:5]) if changed else "the tune: space"
