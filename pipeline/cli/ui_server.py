@@ -7,11 +7,8 @@ on its command line: a password in the tracking URI would be in every user's ``p
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +20,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from pipeline.cli.ui_app import APP_NAME, OPEN_ROUTE
+from pipeline.cli.ui_auth import (  # noqa: F401  (the tests and callers find them here too)
+    ADMIN_PASSWORD_ENV,
+    ADMIN_USER,
+    USERS_FILE,
+    auth_settings,
+    auth_users_file,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -137,6 +141,8 @@ def run_ui(
     ``verbose``: the server's own start-up lines and access log in the terminal too."""
     from pipeline.errors import PipelineError
     from pipeline.tracking.client import client_for
+    from pipeline.tracking.locks import store_lock
+    from pipeline.tracking.sqlite_store import prepare, sqlite_file
     from pipeline.tracking.urls import mask_url
 
     remote = tracking.tracking_uri.startswith(("http://", "https://"))
@@ -148,19 +154,34 @@ def run_ui(
             "no default)"
         )
     url = tracking.tracking_uri.rstrip("/") + "/" if remote else f"http://{host}:{port}/"
+    started = None
     if not remote:
         check_port_free(host, port)  # else the browser would open on whatever holds it
         never_create_for(name, tracking.tracking_uri)
-    client = client_for(tracking)
-    experiment_id = experiment_to_open(client, name or tracking.experiment_name)
-    if experiment_id is not None:
-        url += open_as_model_training(client, experiment_id)
-    elif name:
-        names = sorted(e.name for e in client.search_experiments())
-        raise PipelineError(
-            f"no MLflow experiment, study or comparison named {name!r} in "
-            f"{mask_url(tracking.tracking_uri)}; its experiments: {', '.join(names) or 'none'}"
-        )
+        extra, env = server_settings(users, allowed_hosts, verbose)
+        if sqlite_file(tracking.tracking_uri) is not None:
+            # the store made (or checked) whole under its lock first; then the server starts
+            # while this process writes the runs view: its ~7 s of start-up and our ~3 s of
+            # MLflow's import and queries go side by side
+            with store_lock(tracking.tracking_uri, "tracking"):
+                prepare(tracking.tracking_uri)
+            started = start_server(tracking, host, port, extra, env)
+    try:
+        client = client_for(tracking)
+        experiment_id = experiment_to_open(client, name or tracking.experiment_name)
+        if experiment_id is not None:
+            url += open_as_model_training(client, experiment_id)
+        elif name:
+            names = sorted(e.name for e in client.search_experiments())
+            raise PipelineError(
+                f"no MLflow experiment, study or comparison named {name!r} in "
+                f"{mask_url(tracking.tracking_uri)}; its experiments: "
+                f"{', '.join(names) or 'none'}"
+            )
+    except BaseException:
+        if started is not None:
+            stop_group(started)
+        raise
     if remote:  # a tracking server already serves the UI
         echo(f"MLflow UI of the tracking server: {mask_url(url)}")
         if browser:
@@ -172,65 +193,29 @@ def run_ui(
         print(no_auth_warning(host), file=sys.stderr, flush=True)
     login = f"; users in {users}" if users is not None else ""
     echo(f"MLflow UI on {url}  (store: {mask_url(tracking.tracking_uri)}{login}; Ctrl-C to stop)")
-    extra, env = ["--app-name", APP_NAME], {}  # the UI kept in model training
+    # the page that keeps the UI in model training (pipeline.cli.ui_app); not in basic-auth
     browse = f"http://{host}:{port}{OPEN_ROUTE}?to={quote(url.split('/', 3)[3])}"
     if users is not None:
+        browse = url
+    server = started or start_server(tracking, host, port, extra, env)
+    return watch(server, host, port, open_url=browse if browser else None)
+
+
+def server_settings(
+    users: Path | None, allowed_hosts: str | None, verbose: bool
+) -> tuple[list[str], dict[str, str]]:
+    """``mlflow server`` arguments and environment: our app (the UI kept in model
+    training), or MLflow's basic-auth app with ``users``; the allowed hosts; the quiet
+    terminal unless ``verbose``."""
+    extra, env = ["--app-name", APP_NAME], {}
+    if users is not None:
         extra, env = auth_settings(users)
-        browse = url  # the basic-auth app has no such page: the URL's view only
     if allowed_hosts:
         extra += ["--allowed-hosts", allowed_hosts]
     if not verbose:
         extra += ["--uvicorn-opts", QUIET_UVICORN]
         env |= {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": QUIET_WARNINGS}
-    return serve(tracking, host, port, open_url=browse if browser else None, extra=extra, env=env)
-
-
-#: MLflow's basic-auth app (``mlflow server --app-name basic-auth``, the "MLflow
-#: Authentication" docs): HTTP basic auth on the UI and the REST API, users and permissions
-#: in a SQLite file of their own; the admin user it creates on first start, and the variable
-#: holding that user's password (MLflow's own; read on the first start only)
-ADMIN_USER = "admin"
-ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
-USERS_FILE = "basic_auth.db"
-
-
-def auth_users_file(tracking: TrackingSettings) -> Path:
-    """Where ``pipeline ui --auth`` keeps its users: beside a SQLite tracking store, so that
-    the store and who may see it move together; else in the current folder (MLflow's
-    default)."""
-    from pipeline.tracking.sqlite_store import sqlite_file
-
-    store = sqlite_file(tracking.tracking_uri)
-    folder = store.resolve().parent if store is not None else Path.cwd()
-    return folder / USERS_FILE
-
-
-def auth_settings(users: Path) -> tuple[list[str], dict[str, str]]:
-    """``mlflow server`` arguments and environment for its basic-auth app, with users in
-    ``users``. The configuration file is MLflow's own ``basic_auth.ini`` with the users'
-    database moved; a logged-in user may read every run (MLflow's default permission READ),
-    only the admin (and users given more) may change them."""
-    import configparser
-    import tempfile
-
-    from mlflow.server import auth
-
-    config = configparser.ConfigParser()
-    config.read(Path(auth.__file__).with_name("basic_auth.ini"))
-    config["mlflow"]["database_uri"] = f"sqlite:///{users}"
-    config["mlflow"]["admin_username"] = ADMIN_USER
-    folder = tempfile.mkdtemp(prefix="pipeline-ui-auth-")  # private (0700), removed at exit
-    path = Path(folder) / "basic_auth.ini"
-    with path.open("w") as out:
-        config.write(out)
-    atexit.register(shutil.rmtree, folder, True)
-    env = {"MLFLOW_AUTH_CONFIG_PATH": str(path)}
-    # the app's CSRF protection signs with this key; one server, so a fresh one per start
-    # (a user's own, for several servers behind one name, is kept)
-    env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = os.environ.get(
-        "MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32)
-    )
-    return ["--app-name", "basic-auth"], env
+    return extra, env
 
 
 def never_create_for(name: str | None, tracking_uri: str) -> None:
@@ -308,21 +293,15 @@ def no_auth_warning(host: str) -> str:
     )
 
 
-def serve(
+def start_server(
     tracking: TrackingSettings,
     host: str,
     port: int,
-    *,
-    open_url: str | None,
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
-) -> int:
-    """Run ``mlflow server`` on ``tracking``'s stores until it ends or is stopped.
-
-    ``open_url`` is opened in a browser once the server answers; ``extra`` arguments and
-    ``env`` variables go to the server as they are. Returns the server's exit status, or 130
-    when Ctrl-C or SIGTERM stopped it (its whole process group).
-    """
+) -> subprocess.Popen:
+    """Start ``mlflow server`` on ``tracking``'s stores, in a process group of its own;
+    ``extra`` arguments and ``env`` variables go to it as they are."""
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
     cmd += ["--workers", str(SERVER_WORKERS), *(extra or [])]
     env = dict(os.environ, **(env or {}))
@@ -340,7 +319,13 @@ def serve(
     # shared disk; experiments created with a path of their own keep it
     env.pop("MLFLOW_DEFAULT_ARTIFACT_ROOT", None)
     env["MLFLOW_ARTIFACTS_DESTINATION"] = tracking.artifact_uri()
-    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+    return subprocess.Popen(cmd, env=env, start_new_session=True)
+
+
+def watch(server: subprocess.Popen, host: str, port: int, *, open_url: str | None) -> int:
+    """Wait for ``server`` until it ends or is stopped; ``open_url`` is opened in a browser
+    once it answers. Returns its exit status, or 130 when Ctrl-C or SIGTERM stopped it (its
+    whole process group)."""
 
     def stop(signum, frame):
         raise KeyboardInterrupt
