@@ -263,3 +263,29 @@ def test_resume_continues_a_run_and_refuses_other_settings(shared_store, monkeyp
     assert run.data.tags["resumed_at_step"] == "6"
     steps = sorted(m.step for m in client.get_metric_history(new_id, "loss/critic"))
     assert steps == [7, 8, 9, 10]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, "PASSIVE"),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # the user's own stays
+        ({"GOMP_SPINCOUNT": "300000"}, None),  # so does their spin count, without a policy
+    ],
+    ids=["unset", "user-policy", "user-spincount"],
+)
+def test_the_pipeline_lets_openmp_threads_sleep_unless_told_otherwise(given, expected):
+    """`pipeline …` sets OMP_WAIT_POLICY=PASSIVE before torch is imported (libgomp reads it
+    when it starts), for its own process and the workers it starts."""
+    probe = (
+        "import os, sys\n"
+        "from click.testing import CliRunner\n"
+        "from pipeline.cli.commands import main\n"
+        "assert CliRunner().invoke(main, ['plugins']).exit_code == 0\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env | given, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [str(expected), "False"]

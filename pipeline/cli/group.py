@@ -20,6 +20,7 @@ class PipelineGroup(click.Group):
     as Ctrl-C for the whole command (:func:`sigterm_as_ctrl_c`)."""
 
     def invoke(self, ctx: click.Context):
+        passive_openmp_waits()
         with sigterm_as_ctrl_c():
             return self._invoke_telling_failures(ctx)
 
@@ -61,3 +62,22 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def passive_openmp_waits() -> None:
+    """Let torch's OpenMP threads sleep when they wait, in the pipeline's processes only
+    (``OMP_WAIT_POLICY=PASSIVE``, unless the user set it or ``GOMP_SPINCOUNT``).
+
+    GNU libgomp, the OpenMP runtime of torch's Linux wheels, lets a thread that waits at the
+    end of a parallel region spin ``GOMP_SPINCOUNT`` times (300,000 when the policy is
+    unset; its manual, "OMP_WAIT_POLICY" and "GOMP_SPINCOUNT") before it sleeps. A GAN of
+    this size runs thousands of short parallel regions a second, so a thread whose partner
+    was descheduled by another process spins through its slice instead of giving the core
+    back: measured here (benchmarks/omp_wait.py, docs/speed.md), two threads beside busy
+    cores took 2-3x the time they take with the passive policy. It must be set before
+    libgomp starts (torch's import): the commands import torch lazily, after this; worker
+    processes inherit it."""
+    import os
+
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
