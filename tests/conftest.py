@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,18 @@ def train_args(file: str, store, *extra: str) -> list[str]:
     return args
 
 
+@contextmanager
+def killed_at_exit(proc) -> Iterator:
+    """``proc`` (a ``subprocess.Popen``), killed and reaped on the way out if it still runs,
+    whatever the test asserted meanwhile."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def interrupt_once_trials_start(proc, study_name: str, storage, count: int = 2) -> str:
     """Wait (3 minutes at most) until ``count`` trials of the study have started their
     MLflow run, Ctrl-C ``proc`` (SIGINT), and return its output once it has exited."""
@@ -124,7 +137,7 @@ def interrupt_once_trials_start(proc, study_name: str, storage, count: int = 2) 
 
     import optuna
 
-    try:
+    with killed_at_exit(proc):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
@@ -139,10 +152,6 @@ def interrupt_once_trials_start(proc, study_name: str, storage, count: int = 2) 
             pytest.fail(f"{count} trials did not start in 180 s")
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     return out
 
 

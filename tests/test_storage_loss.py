@@ -6,33 +6,15 @@ found dead, failed and retried, as the line promises. Real processes, a real clu
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.stores import dead_trials
 from pipeline.stores.storage_loss import StorageUnavailable, storage_lost
+from tests.conftest import killed_at_exit
 from tests.servers import private_postgres
-from tests.test_tracking_server_loss import start_endless
-
-
-def _wait_for_training(store: str, proc: subprocess.Popen, timeout: float = 240) -> None:
-    """Until a trial's run has per-step metrics in ``store`` (training is going)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            client = MlflowClient(store)
-            runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-        except Exception:  # the store is still being made
-            runs = []
-        if any("loss/critic" in r.data.metrics for r in runs):
-            return
-        time.sleep(0.5)
-    raise AssertionError("no trial logged metrics")
+from tests.test_tracking_server_loss import start_endless, wait_for_training
 
 
 @pytest.mark.slow
@@ -43,14 +25,10 @@ def test_postgresql_killed_mid_tune_ends_in_one_line_and_the_trial_is_retried(tm
     with private_postgres() as pg:
         tune = ["--n-trials", "2", "--storage", pg.url, "--tracking-uri", store]
         proc = start_endless("tune", work, *tune, "-o", "tune.objective={metric: w1}")
-        try:
-            _wait_for_training(store, proc)
+        with killed_at_exit(proc):
+            wait_for_training(store, proc)
             pg.crash()
             _, err = proc.communicate(timeout=180)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
         # one line, exit 1: the storage named, what is kept, what to do
         assert proc.returncode == 1 and "Traceback" not in err, err

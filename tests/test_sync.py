@@ -7,18 +7,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.training.sync import ARTIFACTS_SENT, METRICS_SENT
-from tests.conftest import EXPERIMENTS, ROOT
+from tests.conftest import EXPERIMENTS, ROOT, killed_at_exit
 from tests.test_tracking_server_loss import (  # noqa: F401
     _env,
     _wait_for_logged_run,
     server_root,
     start_endless,
+    wait_for_training,
 )
 
 
@@ -116,21 +116,10 @@ def test_a_tune_cut_off_from_its_server_ends_in_one_line_and_keeps_the_trial(
     work.mkdir()
     tune = ["--n-trials", "2", "--tracking-uri", server.uri, "-o", "tune.objective={metric: w1}"]
     proc = start_endless("tune", work, *tune)
-    try:
-        client = MlflowClient(server.uri)
-        deadline = time.monotonic() + 240
-        while not any(  # a trial's run logs per-step metrics: training is going
-            "loss/critic" in r.data.metrics
-            for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
-        ):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.5)
+    with killed_at_exit(proc):
+        wait_for_training(server.uri, proc)  # a trial's run logs per-step metrics
         server.kill()
         _, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 1 and "Traceback" not in err, err
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: tracking: MLflow server ") and line.count("unreachable") == 1

@@ -125,6 +125,25 @@ def start_endless(command: str, work: Path, *args: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def wait_for_training(uri: str, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Until a run in ``uri``'s store has per-step metrics (training is going); fails if
+    ``proc`` ended first."""
+    from mlflow.tracking import MlflowClient
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            client = MlflowClient(uri)
+            runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        except Exception:  # a SQLite store still being made
+            runs = []
+        if any("loss/critic" in r.data.metrics for r in runs):
+            return
+        time.sleep(0.5)
+    raise AssertionError("no run logged metrics")
+
+
 def _wait_for_logged_run(uri: str, proc: subprocess.Popen, timeout: float = 240) -> str:
     """The id of the run once it has per-step metrics on the server (training is going)."""
     from mlflow.tracking import MlflowClient

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, killed_at_exit
 from tests.test_tracking_server_loss import _env
 
 
@@ -52,7 +52,7 @@ def test_a_port_another_program_holds_is_refused_in_one_line_creating_nothing(tm
 def test_the_access_log_shows_only_with_verbose(tmp_path, verbose):
     port = _free_port()
     proc = ui(tmp_path, "--port", str(port), *(["--verbose"] if verbose else []))
-    try:
+    with killed_at_exit(proc):
         deadline = time.monotonic() + 120
         while True:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -65,10 +65,6 @@ def test_the_access_log_shows_only_with_verbose(tmp_path, verbose):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130
     assert out.splitlines()[0].startswith(f"MLflow UI on http://127.0.0.1:{port}/")
     requests_logged = (out + err).count('"GET /health HTTP/1.1" 200')
