@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# tune, compare and retrain default to one worker process per core (pipeline/training/cores.py);
+# the suite's commands run in one process unless a test asks for workers, and
+# test_cores.py runs the default itself
+os.environ.setdefault("PIPELINE_WORKERS", "1")
 
 # A suite started from a non-interactive shell's background job inherits SIGINT ignored, and
 # so would every process it starts (an ignored signal stays ignored across exec): the tests

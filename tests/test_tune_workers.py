@@ -23,7 +23,6 @@ from pipeline.tuning.workers import (
     command_line,
     parse_gpus,
     split_trials,
-    threads_per_worker,
     worker_commands,
     worker_devices,
 )
@@ -35,13 +34,6 @@ def test_trials_are_split_with_the_remainder_to_the_first_workers():
     assert split_trials(12, 3) == [4, 4, 4]
     assert split_trials(2, 3) == [1, 1]  # no worker without a trial
     assert split_trials(None, 2) == [None, None]  # --timeout alone: each runs until it
-
-
-def test_threads_divide_this_process_cores():
-    cores = len(os.sched_getaffinity(0))
-    assert threads_per_worker(1) == cores
-    assert threads_per_worker(cores) == 1
-    assert threads_per_worker(4 * cores) == 1  # never 0
 
 
 def test_gpus_are_dealt_round_robin_and_checked():

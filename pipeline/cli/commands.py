@@ -89,10 +89,12 @@ def train(
     if device is not None:
         overrides = (*overrides, f"train.device={device}")
     exp = load_experiment(experiment_file, overrides, registry=registry)
+    from pipeline.training.cores import set_torch_threads
     from pipeline.training.device import resolve_device  # torch: only for a valid file
     from pipeline.training.run import run_training
 
     resolve_device(exp.train.device)  # a bad device is bad input: fail before any run exists
+    set_torch_threads()  # the usable cores (quota included), unless OMP_NUM_THREADS is set
     tracking = tracking_flags.load()
     from pipeline.stores.storage import check_artifact_location
 
@@ -220,7 +222,7 @@ def tune(
 
     if n_trials is None and timeout is None:
         n_trials = 20
-    if population is not None and (workers != 1 or gpus is not None):
+    if population is not None and (workers not in (None, 1) or gpus is not None):
         raise PipelineError("--population runs in one process: not with --workers or --gpus")
     tracking = tracking_flags.load()
     options = TuneOptions(
@@ -235,25 +237,27 @@ def tune(
         n_jobs=n_jobs,
     )
 
-    # a bar in a terminal (trials, best so far, the running trial's step); plain lines to
-    # a file, a pipe, a worker, or with populations and worker processes
-    one = worker_index is None and workers == 1 and gpus is None and population is None
-    bar = TuneBar() if one and in_terminal() else None
-    lines = bar or Lines()
+    lines: Lines = Lines()
 
     def echo(text: str) -> None:
         prefix = "" if worker_index is None else f"[worker {worker_index}] "
         lines.write("\n".join(prefix + line for line in text.splitlines()))
 
+    registry = default_registry()
     tuner = Tuner(
-        experiment_file,
-        overrides,
-        options,
-        registry=default_registry(),
-        tracking=tracking,
-        echo=echo,
-        progress=bar,
+        experiment_file, overrides, options, registry=registry, tracking=tracking, echo=echo
     )
+    if worker_index is not None or population is not None:
+        workers = 1
+    elif workers is None:  # one per usable core on CPU (pipeline/training/cores.py)
+        from pipeline.tuning.workers import default_workers_for
+
+        workers = default_workers_for(tuner.base_experiment.train.device, n_jobs, n_trials)
+    # a bar in a terminal (trials, best so far, the running trial's step); plain lines to
+    # a file, a pipe, a worker, or with populations and worker processes
+    if worker_index is None and workers == 1 and gpus is None and population is None:
+        if in_terminal():
+            lines = tuner.progress = TuneBar()
     if population is not None:
         from pipeline.tuning.population.tune import PopulationTuner
 

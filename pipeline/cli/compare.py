@@ -35,10 +35,10 @@ from pipeline.cli.progress import CompareBar, Lines, in_terminal
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
+    default=None,
+    envvar="PIPELINE_WORKERS",
     help="Worker processes for each variant's trials and seed re-trainings (as pipeline "
-    "tune --workers: threads split among them, Ctrl-C stops all).",
+    "tune --workers: default one per usable core on CPU, 1 thread each; Ctrl-C stops all).",
 )
 @click.option("--worker", "worker_task", default=None, hidden=True)
 @with_tracking_options
@@ -94,6 +94,10 @@ def compare(
         except KeyboardInterrupt:
             sys.exit(130)
         return
+    if workers is None:  # one per usable core on CPU (pipeline/training/cores.py)
+        from pipeline.tuning.workers import default_workers_for
+
+        workers = default_workers_for(runner.device or "auto")
     pool = None
     if workers > 1 and not report_only:
         pool = CompareWorkers(workers, command_line(ctx, ("workers", "worker_task")), lines.write)

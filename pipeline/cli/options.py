@@ -85,10 +85,11 @@ worker_options = [
     click.option(
         "--workers",
         type=int,
-        default=1,
-        show_default=True,
+        default=None,
+        envvar="PIPELINE_WORKERS",
         help="Worker processes on the study, started and waited for by this command; "
-        "--n-trials is split among them (see docs/scaling.md).",
+        "--n-trials is split among them (default: one per usable core on CPU, 1 thread "
+        "each; 1 on CUDA; see docs/scaling.md).",
     ),
     click.option(
         "--gpus",

@@ -30,9 +30,10 @@ from pipeline.cli.progress import in_terminal
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Worker processes, the seeds dealt among them (threads split as in pipeline tune).",
+    default=None,
+    envvar="PIPELINE_WORKERS",
+    help="Worker processes, the seeds dealt among them (as pipeline tune: default one per "
+    "usable core on CPU, 1 thread each).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--train-only", is_flag=True, hidden=True)
@@ -71,6 +72,12 @@ def retrain(
     )
     job = Retrain(tuner, trial_number, echo=click.echo)
     pending = [s for s in wanted if s not in job.finished()]
+    if train_only:
+        workers = 1  # one of the workers below
+    elif workers is None:  # one per usable core on CPU (pipeline/training/cores.py)
+        from pipeline.tuning.workers import default_workers_for
+
+        workers = default_workers_for(tuner.base_experiment.train.device, 1, len(pending))
     if workers > 1 and len(pending) > 1:
         shares = [pending[i::workers] for i in range(min(workers, len(pending)))]
         base = command_line(ctx, skip=("seeds", "workers", "as_json", "train_only"))
@@ -95,6 +102,9 @@ def retrain(
             click.echo("stopped: finished seeds are kept; run the command again", err=True)
             sys.exit(130 if interrupted else code)
     else:
+        from pipeline.training.cores import set_torch_threads
+
+        set_torch_threads()  # the usable cores, unless OMP_NUM_THREADS is set
         try:
             job.train(pending, progress=in_terminal() and not train_only)
         except KeyboardInterrupt:

@@ -47,6 +47,7 @@ from pipeline.stores.storage_loss import quiet_lost_heartbeats, saying_storage_l
 from pipeline.tracking.client import ROLE_TAG, RunTracker, TrackingSettings, client_for
 from pipeline.tracking.http import TrackingUnavailable
 from pipeline.tracking.urls import mask_url
+from pipeline.training.cores import set_torch_threads
 from pipeline.tuning.best_mark import complete_best, record_best
 from pipeline.tuning.factories import (
     DEFAULT_PRUNER,
@@ -339,13 +340,10 @@ class Tuner:
 
     # -- the whole invocation ----------------------------------------------------------
     def run(self):
-        import torch
-
         from pipeline.stores import dead_trials
 
         study = self.open_study()
-        if self.options.n_jobs > 1:
-            torch.set_num_threads(max(1, torch.get_num_threads() // self.options.n_jobs))
+        set_torch_threads(1, self.options.n_jobs)  # the usable cores, unless OMP_NUM_THREADS
         self.echo(
             f"study {self.study_name!r} ({len(study.trials)} trials so far) "
             f"in {mask_url(self.storage_url)}; "

@@ -10,7 +10,8 @@ workers started by hand in N shells or on N machines would. This invocation only
   samplers seeded alike draw alike (Optuna's FAQ on reproducible results: a seeded sampler
   repeats its draws), so one seed in N processes would sample the same parameters N times;
 - sets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` to ``cores // N`` per worker (unless the
-  user set them), so N workers on N cores do not each start a thread per core and fight
+  user set them; cores as :func:`pipeline.training.cores.usable_cores` counts them), so
+  N workers on N cores do not each start a thread per core and fight
   (torch reads them for ``torch.get_num_threads()``; PyTorch's CPU threading notes
   recommend intra-op threads × processes ≤ cores to avoid oversubscription);
 - with CUDA, puts worker ``i`` on GPU ``gpus[i mod len(gpus)]`` (``--gpus 0,1``; default:
@@ -32,6 +33,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.errors import ConfigError
+from pipeline.training.cores import threads_per_process
 
 
 def split_trials(n_trials: int | None, workers: int) -> list[int | None]:
@@ -43,13 +45,19 @@ def split_trials(n_trials: int | None, workers: int) -> list[int | None]:
     return [s for s in shares if s > 0]
 
 
-def threads_per_worker(workers: int, n_jobs: int = 1) -> int:
-    """Cores this process may use, divided among the workers and their threads (≥ 1)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // (workers * n_jobs))
+def default_workers_for(device: str, n_jobs: int = 1, jobs: int | None = None) -> int:
+    """``--workers`` when the user gave none: one per usable core on CPU, each with one
+    thread (:mod:`pipeline.training.cores`), no more than ``jobs`` (trials or seeds to
+    run); 1 when the trials run on CUDA."""
+    from pipeline.training.cores import default_workers
+
+    if device != "cpu":
+        import torch
+
+        if device.startswith("cuda") or torch.cuda.is_available():
+            return 1
+    workers = default_workers(n_jobs)
+    return workers if jobs is None else max(1, min(workers, jobs))
 
 
 def parse_gpus(gpus: str | None) -> list[int] | None:
@@ -88,7 +96,7 @@ def worker_devices(workers: int, device: str, gpus: list[int] | None) -> list[st
 def worker_env(workers: int, n_jobs: int) -> dict[str, str]:
     """The workers' environment: thread counts for N workers, unless the user set them."""
     env = dict(os.environ)
-    threads = str(threads_per_worker(workers, n_jobs))
+    threads = str(threads_per_process(workers, n_jobs))
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(name, threads)
     return env
@@ -193,7 +201,7 @@ def tune_in_workers(ctx, tuner, workers: int, gpus: str | None, echo=print) -> i
     each = ", ".join(str(s) for s in shares) if options.n_trials else "until --timeout"
     echo(
         f"{len(commands)} workers on study {tuner.study_name!r} (trials each: {each}; "
-        f"{env['OMP_NUM_THREADS']} threads each"
+        f"{env['OMP_NUM_THREADS']} thread{'' if env['OMP_NUM_THREADS'] == '1' else 's'} each"
         + (f"; devices {', '.join(str(d) for d in devices)}" if devices[0] else "")
         + ")"
     )
