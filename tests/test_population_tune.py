@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
@@ -135,6 +136,8 @@ def test_cli_population_option(tmp_path):
         result = runner.invoke(main, [*args, "--population", "2"])
         assert result.exit_code == 0, result.output
         assert "populations of 2 trials" in result.output
+        on_cpu = not torch.cuda.is_available()  # the file's device is auto
+        assert ("note: on CPU a population is slower" in result.output) == on_cpu
         bad = runner.invoke(main, [*args, "--population", "0"])
     assert bad.exit_code == 2 and "--population: must be ≥ 1" in bad.output
 

@@ -26,6 +26,7 @@ from pipeline.experiment.config import validate
 from pipeline.host.blame import PluginRuntimeError
 from pipeline.tracking.client import ROLE_TAG
 from pipeline.tracking.urls import mask_url
+from pipeline.training.device import resolve_device
 from pipeline.training.trainer import TrainResult
 from pipeline.tuning.population.forms import check_population_forms, structure_key
 from pipeline.tuning.population.loop import MemberHooks, MemberStopped, PopulationLoop
@@ -35,6 +36,14 @@ from pipeline.tuning.report import summary
 from pipeline.tuning.tuner import Tuner
 
 __all__ = ["PopulationTuner"]
+
+#: said when a population starts on CPU (benchmarks/results/population.json, issue 22)
+CPU_NOTE = (
+    "note: on CPU a population is slower than trials side by side: --population 8 ran at "
+    "0.67x the trials/hour of one trial at a time on 3x128 nets, where 2 worker processes "
+    "ran at 1.06x (benchmarks/population.py, 2 cores); without --population, pipeline "
+    "tune starts one 1-thread worker per core. On a GPU populations pay (docs/tuning.md)"
+)
 
 
 class PopulationTuner(MemberHooks):
@@ -209,6 +218,8 @@ class PopulationTuner(MemberHooks):
             f"{tuner.options.pruner}; populations of {self.size} trials"
             + (f"; MLflow parent run {tuner.parent.run_id}" if tuner.parent else "")
         )
+        if resolve_device(tuner.base_experiment.train.device).type == "cpu":
+            tuner.echo(CPU_NOTE)
         from pipeline.stores import dead_trials
 
         dead_trials.fail_dead_trials(study, tuner.retry_dead)
