@@ -3,7 +3,9 @@ assistant panel closed: a real study served by a real ``pipeline ui``, its pages
 headless Chromium (Debian's ``chromium``; ``.ci/run`` installs it). A fresh browser that
 opens a trial's page directly gets MLflow's GenAI sidebar and the assistant (what a user
 clicking a trial used to get); the same page after the link ``pipeline ui`` opens shows
-the model-training sidebar, the run's metrics, no assistant."""
+the model-training sidebar, the run's metrics, no assistant. A user's path is then clicked
+through with the mouse (tests/browser.py, the DevTools protocol): the best trial, its
+artifacts and a figure, its study, the experiments list, a comparison and its report."""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.cli.ui_app import OPEN_ROUTE
+from tests.browser import Browser
 from tests.conftest import EXPERIMENTS, ROOT
+from tests.test_compare import comparison_file
 from tests.test_tracking_server_loss import _env
 
 CHROMIUM_FLAGS = [  # the machine's closed network: no background connections
@@ -66,6 +70,10 @@ def served(tmp_path_factory):
     tune += ["--n-trials", "2", "-o", "train.steps=20", "-o", "train.eval_every=10"]
     tune += ["-o", "train.eval_samples=200", "-o", "tune.objective={metric: w1}"]
     subprocess.run(tune, cwd=folder, env=env, capture_output=True, check=True, timeout=600)
+    # a comparison in the same store: one trial and one seed for each of two variants
+    spec = comparison_file(folder, name="tiny_ui", budget={"trials": 1}, seeds=1)
+    compare = [sys.executable, "-m", "pipeline.cli", "compare", str(spec)]
+    subprocess.run(compare, cwd=folder, env=env, capture_output=True, check=True, timeout=600)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -124,3 +132,45 @@ def test_every_page_stays_in_model_training_without_the_assistant(served, tmp_pa
         page = dom(f"{served.base}/#/experiments/{experiment}/runs/{run_id}", profile)
         assert "Model training" in page and "Metrics (" in page, run_id
         assert not any(word in page for word in GENAI_ONLY) and ASSISTANT not in page, run_id
+
+
+@pytest.mark.slow
+def test_clicking_through_trials_studies_and_a_comparison_keeps_the_view(served, tmp_path):
+    """What a user does, with the mouse: the link pipeline ui opens, the best trial, its
+    artifacts and a figure, its study, then the list of experiments and a comparison."""
+
+    def model_training(page: str, where: str) -> None:
+        assert "Model training" in page, where
+        assert not any(w in page for w in GENAI_ONLY) and ASSISTANT not in page, where
+
+    with Browser(chromium(), tmp_path / "clicks") as browser:
+        browser.open(f"{served.base}{OPEN_ROUTE}?to={quote(served.fragment)}")
+        model_training(browser.wait_for("(best)", "hq_fraction", "reverse_kl"), "landing")
+
+        browser.click("a", "(best)")  # the best trial's name in the runs table
+        model_training(browser.wait_for("Metrics (", "hq_fraction"), "trial")
+        assert f"/runs/{served.trial_run}" in browser.url() or "/runs/" in browser.url()
+        browser.click('[role="tab"], button, a', "Artifacts")
+        model_training(browser.wait_for("loss_curves.png", "checkpoint"), "trial artifacts")
+        browser.click("*", "loss_curves.png")
+        browser.wait_for("Path:")
+        shown = "[...document.images].filter(i => i.src.startsWith('blob:') && i.naturalWidth)"
+        deadline = time.monotonic() + 60
+        while not browser.evaluate(f"{shown}.length") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert browser.evaluate(f"{shown}.length"), "the figure is not drawn"
+
+        browser.click('[role="tab"], button, a', "Overview")
+        browser.click("a", "study gan_ring8")  # the trial's parent run
+        model_training(browser.wait_for("Metrics (", "best_value"), "study")
+        assert f"/runs/{served.study_run}" in browser.url()
+
+        # the sidebar's way back to the experiments, then a comparison's experiment
+        browser.click("a, button, [role=button]", "gan_ring8")
+        browser.wait_for("Time created", "tiny_ui")
+        browser.click("a", "tiny_ui")
+        model_training(browser.wait_for("comparison tiny_ui"), "comparison runs")
+        browser.click("a", "comparison tiny_ui")
+        model_training(browser.wait_for("Parameters ("), "comparison run")
+        browser.click('[role="tab"], button, a', "Artifacts")
+        model_training(browser.wait_for("report", "comparison"), "comparison artifacts")
