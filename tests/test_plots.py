@@ -165,3 +165,15 @@ def test_loss_curves_short_and_empty(tmp_path):
     short = {"loss/critic": (np.array([0, 1]), np.array([0.5, 0.4]))}
     assert _read(loss_curves(short, tmp_path / "short.png")).std() > 0
     assert _read(loss_curves({}, tmp_path / "empty.png")).std() > 0
+
+
+def test_a_metric_of_one_point_is_seen(tmp_path):
+    """grad_norm logged once in a short run: a line of one point draws nothing, a marker
+    does (matplotlib's C0 blue, #1f77b4, appears in the panel)."""
+    single = {"grad_norm/critic": (np.array([20]), np.array([0.27]))}
+    image = _read(loss_curves(single, tmp_path / "single.png"))[..., :3]
+    blue = np.array([0x1F, 0x77, 0xB4]) / 255.0
+    scale = 255.0 if image.max() > 1.0 else 1.0
+    near = np.abs(image / scale - blue).max(axis=-1) < 0.08
+    width = near.shape[1]  # one point sits mid-panel; the legend is in the upper right
+    assert near[:, width // 4 : 2 * width // 3].sum() > 20

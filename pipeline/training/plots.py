@@ -205,7 +205,8 @@ def loss_curves(
     Metrics are grouped by the prefix before "/" (``loss/critic`` and ``loss/generator``
     share a panel; a name without "/" such as ``wasserstein_estimate`` is its own group).
     Each metric is drawn raw (thin, faint) with a centred moving average over about 2 % of
-    its points on top. Non-finite values are left out. The panels share the x axis.
+    its points on top; a metric of fewer than 20 points is drawn with markers (one point
+    makes no line). Non-finite values are left out. The panels share the x axis.
     """
     path = _prepare(path)
     groups: dict[str, list[str]] = {}
@@ -239,8 +240,9 @@ def loss_curves(
                 smooth = _moving_average(values, window)
                 offset = (window - 1) // 2
                 ax.plot(steps[offset : offset + len(smooth)], smooth, color=color, label=name)
-            else:
-                ax.plot(steps, values, color=color, linewidth=1.0, label=name)
+            else:  # few points: markers too, so that a single value is seen
+                marker = "o" if len(values) < 20 else None
+                ax.plot(steps, values, color=color, linewidth=1.0, marker=marker, label=name)
         ax.set_ylabel(group)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", fontsize=7)
