@@ -328,6 +328,28 @@ def test_a_signal_after_the_last_step_keeps_the_run_finished_and_still_stops(
     assert {"samples.npy", "loss_curves.png"} <= {a.path for a in client.list_artifacts(started[0])}
 
 
+def test_a_signal_while_the_run_is_created_ends_it_killed_not_running(
+    registry, shared_store, sigterm_guard
+):
+    """Ctrl-C in the window after the MLflow run exists and before the first step (a
+    compare worker hit it under load: the trial's run stayed RUNNING, the worker exited 1)."""
+    exp = experiment(registry, "train.steps=6", "train.eval_every=3")
+    started: list[str] = []
+
+    def interrupt_when_started(run_id: str) -> None:
+        started.append(run_id)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        run_training(
+            exp, tracking=shared_store, progress=False, on_run_started=interrupt_when_started
+        )
+    assert info.value.signum == signal.SIGINT and info.value.step <= 1
+    run = MlflowClient(shared_store.tracking_uri).get_run(started[0])
+    assert run.info.status == "KILLED"
+    assert run.data.tags["failure_reason"].startswith("interrupted by SIGINT")
+
+
 def test_checkpoint_every_replaces_the_runs_checkpoint_while_it_trains(
     registry, shared_store, tmp_path
 ):
