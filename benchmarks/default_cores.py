@@ -1,7 +1,8 @@
 """Trials per hour of ``pipeline tune`` with today's defaults against the old ones, quiet
 and beside a busy neighbour (issue 22).
 
-The same study in each arm: ``experiments/wgan_gp_grid25.yaml`` (3×128 nets) searched over
+The same study in each arm: ``experiments/wgan_gp_grid25.yaml`` with 3×``--width`` nets
+(default 128, the size the issue measured) searched over
 λ alone, so every trial costs the same whatever the sampler draws, ``--sampler random
 --seed 0 --pruner none``, ``--trials`` trials of ``--steps`` steps, each arm in a new
 folder (a new MLflow store and journal file, as a user's first run). Timed end to end: the
@@ -22,7 +23,7 @@ trials per hour, ``now / before`` quiet (goal ≥ 1.4) and each arm's slowdown b
 neighbour (goal for ``now``: ≤ 1.6). The last line of stdout is one line of JSON, also
 written to ``benchmarks/results/default_cores.json``.
 
-Usage: ``python benchmarks/default_cores.py [--trials 8] [--steps 400] [--rounds 3]``.
+Usage: ``python benchmarks/default_cores.py [--trials 8] [--steps 400] [--rounds 3] [--width 128]``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,12 @@ def tune_seconds(arm: str, experiment: Path, args: argparse.Namespace) -> float:
     env |= {"MLFLOW_DISABLE_TELEMETRY": "true", **extra_env}
     command = [exe, "tune", str(experiment), *extra_args, "--n-trials", str(args.trials)]
     command += ["--sampler", "random", "--seed", "0", "--pruner", "none"]
-    for o in (f"train.steps={args.steps}", f"train.eval_every={max(1, args.steps // 2)}"):
+    for o in (
+        f"train.steps={args.steps}",
+        f"train.eval_every={max(1, args.steps // 2)}",
+        f"model.g_width={args.width}",
+        f"model.d_width={args.width}",
+    ):
         command += ["-o", o]
     with tempfile.TemporaryDirectory(prefix="bench-cores-") as tmp:
         start = time.perf_counter()
@@ -79,6 +85,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--width", type=int, default=128, help="MLP width of both nets")
     args = parser.parse_args()
     spec = yaml.safe_load(EXPERIMENT.read_text())
     spec["tune"]["params"] = {"constraint.weight": spec["tune"]["params"]["constraint.weight"]}
@@ -118,6 +125,7 @@ def main() -> None:
         "trials": args.trials,
         "steps": args.steps,
         "rounds": args.rounds,
+        "width": args.width,
         "cores": len(os.sched_getaffinity(0)),
         "load_average_at_end": os.getloadavg()[0],
     }
