@@ -100,64 +100,61 @@ def run_training(
             )
             if resume_state is not None:
                 trainer.restore(resume_state)
-        # signals are heard as a stop request from before the run exists: a Ctrl-C while
-        # the run is being created ends it KILLED at the first step, never left RUNNING
-        with stop_on_signals(trainer.stop):
-            tracker = None
-            if tracking is not None:
-                experiment_name = tracking.experiment_name or exp.name
-                role = {ROLE_TAG: "trial" if trial else "train"}
-                tags = run_tags(exp, trainer.device) | role | (extra_tags or {})
-                tags |= process_tag()  # a later run ends this one if its process dies
-                if trial:
-                    tags[RECORD_TAG] = "trial"
-                else:
-                    end_dead_runs_quietly(tracking, experiment_name)
-                tracker = RunTracker.start(
-                    tracking,
-                    experiment_name,
-                    run_name=run_name,
-                    tags=tags,
-                    parent_run_id=parent_run_id,
-                )
+        tracker = None
+        if tracking is not None:
+            experiment_name = tracking.experiment_name or exp.name
+            role = {ROLE_TAG: "trial" if trial else "train"}
+            tags = run_tags(exp, trainer.device) | role | (extra_tags or {})
+            tags |= process_tag()  # a later run ends this one if its process dies
+            if trial:
+                tags[RECORD_TAG] = "trial"
+            else:
+                end_dead_runs_quietly(tracking, experiment_name)
+            tracker = RunTracker.start(
+                tracking,
+                experiment_name,
+                run_name=run_name,
+                tags=tags,
+                parent_run_id=parent_run_id,
+            )
+        try:  # from the moment the run exists: a Ctrl-C from here on ends it KILLED
+            if tracker:
                 trainer.tracker = tracker
                 if on_run_started:
                     on_run_started(tracker.run_id)
-            try:
-                if tracker:
-                    tracker.log_params(exp.flat_params() | (extra_params or {}))
-                with blame_plugins(used):
-                    result = trainer.run()
-                if tracker:
-                    tracker.finish("FINISHED")
-            except KeyboardInterrupt as exc:
-                # TrainingInterrupted: stopped at a step boundary, its checkpoint logged
-                if tracker:
-                    reason = str(exc) if isinstance(exc, TrainingInterrupted) else None
-                    if not isinstance(exc, TrainingInterrupted):  # a second Ctrl-C: at once
-                        exc.run_id = tracker.run_id  # type: ignore[attr-defined]  (for the CLI)
-                    try:
-                        tracker.finish("KILLED", reason or "interrupted (Ctrl-C or SIGTERM)")
-                    except TrackingUnavailable as lost:
-                        assert tracking is not None
-                        raise keep_unsent(trainer, tracker, lost, tracking, after=exc) from exc
-                raise
-            except TrackingUnavailable as lost:
-                # the server went away: what the run made stays on local disk, named in the error
-                assert tracker is not None and tracking is not None
-                raise keep_unsent(trainer, tracker, lost, tracking) from lost
-            except BaseException as exc:
-                if tracker:
-                    status = status_for(exc) if status_for else None
-                    try:
-                        if status:
-                            tracker.finish(status)
-                        else:
-                            tracker.finish("FAILED", f"{type(exc).__name__}: {exc}")
-                    except TrackingUnavailable as lost:
-                        assert tracking is not None
-                        raise keep_unsent(trainer, tracker, lost, tracking, after=exc) from exc
-                raise
+                tracker.log_params(exp.flat_params() | (extra_params or {}))
+            with stop_on_signals(trainer.stop), blame_plugins(used):
+                result = trainer.run()
+            if tracker:
+                tracker.finish("FINISHED")
+        except KeyboardInterrupt as exc:
+            # TrainingInterrupted: stopped at a step boundary, its checkpoint logged
+            if tracker:
+                reason = str(exc) if isinstance(exc, TrainingInterrupted) else None
+                if not isinstance(exc, TrainingInterrupted):  # a second Ctrl-C: at once
+                    exc.run_id = tracker.run_id  # type: ignore[attr-defined]  (for the CLI)
+                try:
+                    tracker.finish("KILLED", reason or "interrupted (Ctrl-C or SIGTERM)")
+                except TrackingUnavailable as lost:
+                    assert tracking is not None
+                    raise keep_unsent(trainer, tracker, lost, tracking, after=exc) from exc
+            raise
+        except TrackingUnavailable as lost:
+            # the server went away: what the run made stays on local disk, named in the error
+            assert tracker is not None and tracking is not None
+            raise keep_unsent(trainer, tracker, lost, tracking) from lost
+        except BaseException as exc:
+            if tracker:
+                status = status_for(exc) if status_for else None
+                try:
+                    if status:
+                        tracker.finish(status)
+                    else:
+                        tracker.finish("FAILED", f"{type(exc).__name__}: {exc}")
+                except TrackingUnavailable as lost:
+                    assert tracking is not None
+                    raise keep_unsent(trainer, tracker, lost, tracking, after=exc) from exc
+            raise
         if trainer.stop.requested:
             # the signal came while the finished run logged its last files: the run is
             # complete, and the caller (a tune between trials) still hears the signal
