@@ -169,11 +169,10 @@ def test_loss_curves_short_and_empty(tmp_path):
 
 def test_a_metric_of_one_point_is_seen(tmp_path):
     """grad_norm logged once in a short run: a line of one point draws nothing, a marker
-    does (matplotlib's C0 blue, #1f77b4, appears in the panel)."""
+    does. Coloured pixels (the series' colour, whatever the colour cycle) appear left of
+    the legend, where the axes, grid and text are grey."""
     single = {"grad_norm/critic": (np.array([20]), np.array([0.27]))}
-    image = _read(loss_curves(single, tmp_path / "single.png"))[..., :3]
-    blue = np.array([0x1F, 0x77, 0xB4]) / 255.0
-    scale = 255.0 if image.max() > 1.0 else 1.0
-    near = np.abs(image / scale - blue).max(axis=-1) < 0.08
-    width = near.shape[1]  # one point sits mid-panel; the legend is in the upper right
-    assert near[:, width // 4 : 2 * width // 3].sum() > 20
+    image = _read(loss_curves(single, tmp_path / "single.png"))
+    image = image / (255.0 if image.max() > 1.0 else 1.0)
+    coloured = (image.max(axis=-1) - image.min(axis=-1)) > 0.15
+    assert coloured[:, : 2 * coloured.shape[1] // 3].sum() > 3

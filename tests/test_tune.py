@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import matplotlib
 import mlflow.pytorch
 import optuna
 import pytest
@@ -616,6 +617,7 @@ def test_study_plots_keep_optunas_empty_warnings_out_of_the_terminal(tmp_path, r
     )
     parent = RunTracker.start(tracking, "plots", run_name="study plots")
     before = optuna.logging.get_verbosity()
+    style = {k: str(matplotlib.rcParams[k]) for k in ("axes.prop_cycle", "axes.facecolor")}
     heard = Heard()
     logging.getLogger("optuna").addHandler(heard)
     try:
@@ -626,6 +628,8 @@ def test_study_plots_keep_optunas_empty_warnings_out_of_the_terminal(tmp_path, r
     assert not [line for line in heard.lines if "unique value length" in line], heard.lines
     assert "heard after the plots" in heard.lines  # the log itself is back as it was
     assert optuna.logging.get_verbosity() == before  # quiet only for the plots
+    # Optuna's ggplot style stays in its plots: later figures keep matplotlib's colours
+    assert {k: str(matplotlib.rcParams[k]) for k in style} == style
     arts = {
         a.path for a in MlflowClient(tracking.tracking_uri).list_artifacts(parent.run_id, "plots")
     }

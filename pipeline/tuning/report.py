@@ -139,11 +139,14 @@ def _save_plot(out, name, html_plot, png_plot, study, kwargs, parent) -> None:
     except (ImportError, ValueError, RuntimeError) as exc:  # plotly missing, too few trials
         parent.set_tags({f"plot_skipped.{name}.html": str(exc)[:500]})
     try:
-        axes = png_plot(study, **kwargs)
-        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-        figure.set_size_inches(8, 6)
-        figure.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
-        plt.close(figure)
+        # Optuna's matplotlib plots call plt.style.use("ggplot"), which would restyle every
+        # later figure of this process (the best trial's curves in ggplot's grey and red)
+        with matplotlib.rc_context():
+            axes = png_plot(study, **kwargs)
+            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+            figure.set_size_inches(8, 6)
+            figure.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
+            plt.close(figure)
         parent.log_artifact(out / f"{name}.png", "plots")
     except (ImportError, ValueError, RuntimeError) as exc:
         parent.set_tags({f"plot_skipped.{name}.png": str(exc)[:500]})
