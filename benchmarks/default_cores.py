@@ -38,11 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from omp_wait import NEIGHBOUR
+from omp_wait import busy_neighbour
+from workers import lambda_only, tune_command
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENT = ROOT / "experiments" / "wgan_gp_grid25.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "default_cores.json"
 ARMS = {
     "before": (["--workers", "1"], {"GOMP_SPINCOUNT": "300000"}),
@@ -55,22 +54,13 @@ GOAL_NEIGHBOUR = 1.6
 def tune_seconds(arm: str, experiment: Path, args: argparse.Namespace) -> float:
     """One ``pipeline tune`` of the arm in a new folder; its wall clock."""
     extra_args, extra_env = ARMS[arm]
-    exe = os.path.join(os.path.dirname(sys.executable), "pipeline")
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("OMP_", "GOMP_", "MKL_", "PIPELINE_WORKERS"))
     }
     env |= {"MLFLOW_DISABLE_TELEMETRY": "true", **extra_env}
-    command = [exe, "tune", str(experiment), *extra_args, "--n-trials", str(args.trials)]
-    command += ["--sampler", "random", "--seed", "0", "--pruner", "none"]
-    for o in (
-        f"train.steps={args.steps}",
-        f"train.eval_every={max(1, args.steps // 2)}",
-        f"model.g_width={args.width}",
-        f"model.d_width={args.width}",
-    ):
-        command += ["-o", o]
+    command = tune_command(experiment, args, *extra_args)
     with tempfile.TemporaryDirectory(prefix="bench-cores-") as tmp:
         start = time.perf_counter()
         done = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
@@ -87,27 +77,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--width", type=int, default=128, help="MLP width of both nets")
     args = parser.parse_args()
-    spec = yaml.safe_load(EXPERIMENT.read_text())
-    spec["tune"]["params"] = {"constraint.weight": spec["tune"]["params"]["constraint.weight"]}
     seconds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-cores-exp-") as tmp:
-        experiment = Path(tmp) / "wgan_gp_grid25.yaml"
-        experiment.write_text(yaml.safe_dump(spec, sort_keys=False))
+        experiment = lambda_only(Path(tmp))
         for r in range(args.rounds):
             for busy in (False, True) if r % 2 == 0 else (True, False):
-                neighbour = None
-                if busy:
-                    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-                    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR], env=env)
-                try:
+                with busy_neighbour(busy):
                     for arm in ARMS if r % 2 == 0 else reversed(ARMS):
                         key = f"{arm} · {'neighbour' if busy else 'quiet'}"
                         seconds.setdefault(key, []).append(tune_seconds(arm, experiment, args))
                         print(f"round {r + 1}: {key} {seconds[key][-1]:.1f} s", file=sys.stderr)
-                finally:
-                    if neighbour is not None:
-                        neighbour.kill()
-                        neighbour.wait()
     per_hour = {k: round(3600 * args.trials / statistics.median(v), 1) for k, v in seconds.items()}
     slowdown = {
         arm: round(per_hour[f"{arm} · quiet"] / per_hour[f"{arm} · neighbour"], 2) for arm in ARMS

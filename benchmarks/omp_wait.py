@@ -31,6 +31,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +49,22 @@ ARMS = {
 NEIGHBOUR = (
     "import numpy as np\na = np.random.rand(400, 400)\nwhile True:\n    a = (a @ a) / 400.0\n"
 )
+
+
+@contextmanager
+def busy_neighbour(busy: bool) -> Iterator[None]:
+    """While inside, when ``busy``: a process running a 1-thread NumPy matmul loop, which
+    keeps one core busy as another user's job would; killed on the way out."""
+    if not busy:
+        yield
+        return
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR], env=env)
+    try:
+        yield
+    finally:
+        neighbour.kill()
+        neighbour.wait()
 
 
 def train_seconds(extra_env: dict[str, str], steps: int) -> float:
@@ -71,20 +89,12 @@ def main() -> None:
     times: dict[str, list[float]] = {}
     for r in range(args.rounds):
         for busy in (False, True) if r % 2 == 0 else (True, False):
-            neighbour = None
-            if busy:
-                env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-                neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR], env=env)
-            try:
+            with busy_neighbour(busy):
                 names = list(ARMS) if r % 2 == 0 else list(reversed(ARMS))
                 for name in names:
                     key = f"{name} · {'neighbour' if busy else 'quiet'}"
                     times.setdefault(key, []).append(train_seconds(ARMS[name], args.steps))
                     print(f"round {r}: {key}: {times[key][-1]:.1f} s", flush=True)
-            finally:
-                if neighbour is not None:
-                    neighbour.kill()
-                    neighbour.wait()
     medians = {k: round(statistics.median(v), 2) for k, v in times.items()}
     slowdown = {
         name: round(medians[f"{name} · neighbour"] / medians[f"{name} · quiet"], 2) for name in ARMS

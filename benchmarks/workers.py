@@ -52,22 +52,37 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_arm(workers: int, experiment: Path, args: argparse.Namespace) -> dict:
-    """One ``pipeline tune`` in a new folder; its wall clock, study span, others' cores."""
+def tune_command(experiment: Path, args: argparse.Namespace, *extra: str) -> list[str]:
+    """``pipeline tune`` of ``args.trials`` trials of ``args.steps`` steps on 3×``args.width``
+    nets, random sampler seeded 0, no pruner, two evaluations a trial."""
     exe = os.path.join(os.path.dirname(sys.executable), "pipeline")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    command = [exe, "tune", str(experiment), "--workers", str(workers)]
-    command += ["--n-trials", str(args.trials), "--sampler", "random", "--seed", "0"]
-    command += ["--pruner", "none"]
-    steps = args.steps
+    command = [exe, "tune", str(experiment), *extra, "--n-trials", str(args.trials)]
+    command += ["--sampler", "random", "--seed", "0", "--pruner", "none"]
     for o in (
-        f"train.steps={steps}",
-        f"train.eval_every={max(1, steps // 2)}",
+        f"train.steps={args.steps}",
+        f"train.eval_every={max(1, args.steps // 2)}",
         f"model.g_width={args.width}",
         f"model.d_width={args.width}",
     ):
         command += ["-o", o]
+    return command
+
+
+def lambda_only(folder: Path) -> Path:
+    """``experiments/wgan_gp_grid25.yaml`` searched over λ alone (every trial costs the same
+    whatever the sampler draws), written into ``folder``."""
+    spec = yaml.safe_load(EXPERIMENT.read_text())
+    spec["tune"]["params"] = {"constraint.weight": spec["tune"]["params"]["constraint.weight"]}
+    experiment = folder / "wgan_gp_grid25.yaml"
+    experiment.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return experiment
+
+
+def run_arm(workers: int, experiment: Path, args: argparse.Namespace) -> dict:
+    """One ``pipeline tune`` in a new folder; its wall clock, study span, others' cores."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    command = tune_command(experiment, args, "--workers", str(workers))
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         before, children = cpu_snapshot(), _children_cpu()
         done = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
@@ -106,11 +121,8 @@ def main() -> None:
         parser.error(f"--rounds must be ≥ {MIN_ROUNDS} (a median of fewer is noise here)")
     max_rounds = max(args.max_rounds or 2 * rounds, rounds)
 
-    spec = yaml.safe_load(EXPERIMENT.read_text())
-    spec["tune"]["params"] = {"constraint.weight": spec["tune"]["params"]["constraint.weight"]}
     with tempfile.TemporaryDirectory(prefix="bench-workers-exp-") as tmp:
-        experiment = Path(tmp) / "wgan_gp_grid25.yaml"
-        experiment.write_text(yaml.safe_dump(spec, sort_keys=False))
+        experiment = lambda_only(Path(tmp))
         results: list[dict[int, dict]] = []
         while len(results) < max_rounds:
             order = (1, 2) if len(results) % 2 == 0 else (2, 1)
