@@ -108,6 +108,9 @@ def test_the_open_page_sets_the_view_and_goes_only_within_the_ui(served):
     assert 'localStorage.setItem("mlflow.workflowType_v1", "\\"machine_learning\\"")' in html
     assert 'localStorage.setItem("mlflow.assistant.panelOpen_v1", "false")' in html
     assert f'location.replace("/{served.fragment}")' in html
+    # and each experiment's runs view, where the browser saved none, under the UI's own key
+    assert '"mlflow.sharedViewState.gan-pipeline"' in html
+    assert '"MLflowLocalStorage-1.1-ExperimentPage-"+JSON.stringify([e.experiment_id])' in html
     elsewhere = urllib.request.urlopen(f"{served.base}{OPEN_ROUTE}?to=https://evil.example/")
     assert 'location.replace("/#/")' in elsewhere.read().decode()
 
@@ -169,7 +172,15 @@ def test_clicking_through_trials_studies_and_a_comparison_keeps_the_view(served,
         browser.click("a, button, [role=button]", "gan_ring8")
         browser.wait_for("Time created", "tiny_ui")
         browser.click("a", "tiny_ui")
-        model_training(browser.wait_for("comparison tiny_ui"), "comparison runs")
+        # reached from the list, not the link: still the metric and role columns (the
+        # view the open page saved for it), not MLflow's Dataset / Source / Models
+        listed = browser.wait_for("comparison tiny_ui", "hq_fraction", "comparison.variant")
+        model_training(listed, "comparison runs")
+        headers = browser.evaluate(
+            "[...document.querySelectorAll('[role=columnheader]')].map(h => h.innerText)"
+        )
+        assert any("hq_fraction" in h for h in headers), headers
+        assert "Source" not in headers and "Models" not in headers, headers
         browser.click("a", "comparison tiny_ui")
         model_training(browser.wait_for("Parameters ("), "comparison run")
         browser.click('[role="tab"], button, a', "Artifacts")

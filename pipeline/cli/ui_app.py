@@ -15,6 +15,15 @@ So ``pipeline ui`` opens :data:`OPEN_ROUTE` first: served by the same server (th
 origin as the UI, whose localStorage it writes), it sets the view to model training and the
 panel to closed — what the UI's own "Model training" switch and close button store — and
 replaces itself with the experiment's runs page. A user can switch back in the sidebar.
+
+The runs table's columns: the link ``pipeline ui`` prints names a shared view (the
+experiment tag :data:`VIEW_TAG`), which applies only while the URL names it; an experiment
+reached from the experiments list shows the view the browser saved for it, MLflow's default
+columns (Dataset, Source, Models) on a first visit. The UI saves that view in localStorage
+under :func:`saved_view_key` (``LocalStorageUtils.getStoreForComponent("ExperimentPage",
+JSON.stringify(sortedIds))`` in the bundle), as ``{...searchFacets, ...uiState}``: the same
+fields a shared view holds. So the page also copies each experiment's :data:`VIEW_TAG` there,
+where the browser has none yet (a view the user changed is kept).
 The app is an ``mlflow.app`` entry point (``mlflow server --app-name gan-pipeline``), made as
 MLflow's basic-auth app is made: MLflow's Flask app with the page added, wrapped in its
 FastAPI app under uvicorn. With ``--auth`` the basic-auth app runs instead, without the page.
@@ -35,6 +44,23 @@ UI_SETTINGS = {
 }
 #: the app's name for ``mlflow server --app-name``
 APP_NAME = "gan-pipeline"
+#: the runs-table view ``pipeline ui`` writes: an experiment tag the UI reads as the shared
+#: view ``mlflow.sharedViewState.<key>`` (what its "Share" button writes) named in the URL
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+VIEW_KEY = "gan-pipeline"
+VIEW_TAG = SHARED_VIEW_PREFIX + VIEW_KEY
+#: how long the page waits for the experiments before it opens the UI anyway (ms)
+FETCH_WAIT_MS = 3000
+
+
+#: the UI's localStorage key of a runs-table view: these around the JSON list of the ids
+SAVED_VIEW_AROUND = ("MLflowLocalStorage-1.1-ExperimentPage-", "-ReactComponentState")
+
+
+def saved_view_key(experiment_id: str) -> str:
+    """The localStorage key under which the UI (MLflow 3.17) keeps the runs-table view it
+    shows for experiment ``experiment_id`` alone."""
+    return json.dumps([experiment_id]).join(SAVED_VIEW_AROUND)
 
 
 def open_page(target: str) -> str:
@@ -47,9 +73,19 @@ def open_page(target: str) -> str:
         for k, v in UI_SETTINGS.items()
     )
     go = json.dumps("/" + target).replace("<", "\\u003c")
+    before, after = (json.dumps(part) for part in SAVED_VIEW_AROUND)
+    views = (  # each experiment's view where the browser has none yet, then the UI
+        f"const go=()=>location.replace({go});const timer=setTimeout(go,{FETCH_WAIT_MS});"
+        "fetch('/ajax-api/2.0/mlflow/experiments/search?max_results=1000')"
+        ".then(r=>r.json()).then(d=>{for(const e of d.experiments||[]){"
+        f"const t=(e.tags||[]).find(t=>t.key==={json.dumps(VIEW_TAG)});if(!t)continue;"
+        f"const k={before}+JSON.stringify([e.experiment_id])+{after};"
+        "if(localStorage.getItem(k)===null)localStorage.setItem(k,t.value);}})"
+        ".catch(()=>{}).finally(()=>{clearTimeout(timer);go();});"
+    )
     return (
         "<!doctype html><meta charset=utf-8><title>MLflow</title>"
-        f"<script>try{{{writes}}}catch(e){{}}location.replace({go});</script>"
+        f"<script>try{{{writes}}}catch(e){{}}{views}</script>"
     )
 
 

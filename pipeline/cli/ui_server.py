@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from pipeline.cli.ui_app import APP_NAME, OPEN_ROUTE
+from pipeline.cli.ui_app import APP_NAME, OPEN_ROUTE, VIEW_KEY, VIEW_TAG
 from pipeline.cli.ui_auth import (  # noqa: F401  (the tests and callers find them here too)
     ADMIN_PASSWORD_ENV,
     ADMIN_USER,
@@ -76,10 +76,9 @@ def experiment_to_open(client: MlflowClient, name: str | None) -> str | None:
     return runs[0].info.experiment_id if runs else None
 
 
-#: the runs table's columns and order come from a view the UI reads from an experiment tag
-#: ``mlflow.sharedViewState.<key>`` (what its "Share" button writes) named in the URL
-SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
-VIEW_KEY = "gan-pipeline"
+#: how many experiments (the most recently updated) get the runs view each time
+#: ``pipeline ui`` starts, besides the one it opens
+VIEWED_EXPERIMENTS = 50
 #: metrics shown first when a run has them: the toy-data metrics (VEEGAN/PacGAN protocol)
 #: and the image ones; a study's objective goes before all
 KEY_METRICS = ("modes", "hq_fraction", "reverse_kl", "w1", "fid", "precision", "recall")
@@ -94,8 +93,22 @@ def open_as_model_training(client: MlflowClient, experiment_id: str) -> str:
     if EXPERIMENT_KIND_TAG not in experiment.tags:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
     view = runs_view(client, experiment_id)
-    client.set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + VIEW_KEY, json.dumps(view))
+    client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(view))
     return f"#/experiments/{experiment_id}/runs?{WORKFLOW_QUERY}&viewStateShareKey={VIEW_KEY}"
+
+
+def view_every_pipeline_experiment(client: MlflowClient, opened: str | None) -> None:
+    """:func:`open_as_model_training` for the recent experiments that hold the pipeline's
+    runs (a ``pipeline.role`` tag) besides ``opened``: the open page (``ui_app``) gives the
+    browser their views, so that one reached from the experiments list shows its metric
+    columns too, not MLflow's default ones."""
+    recent = client.search_experiments(
+        max_results=VIEWED_EXPERIMENTS, order_by=["last_update_time DESC"]
+    )
+    for experiment in recent:
+        eid = experiment.experiment_id
+        if eid != opened and client.search_runs([eid], "tags.`pipeline.role` != ''", max_results=1):
+            open_as_model_training(client, eid)
 
 
 def runs_view(client: MlflowClient, experiment_id: str) -> dict:
@@ -171,6 +184,7 @@ def run_ui(
         experiment_id = experiment_to_open(client, name or tracking.experiment_name)
         if experiment_id is not None:
             url += open_as_model_training(client, experiment_id)
+            view_every_pipeline_experiment(client, experiment_id)
         elif name:
             names = sorted(e.name for e in client.search_experiments())
             raise PipelineError(
