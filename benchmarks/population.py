@@ -14,13 +14,21 @@ on: each trial's child run with its full record). Arms:
 - ``workers_N`` (``--workers N``): ``pipeline tune --workers N`` through the CLI, tracked
   (skipped, with the reason, when ``--tracking`` is off: the CLI always tracks).
 
+With ``--n-critic N`` every trial trains N critic steps a generator step and λ alone is
+searched (``workers.lambda_only``): a population steps its critic max(n_critic) times
+for every member, masking out those with fewer, so with n_critic searched over 1–10 the
+population arm does more critic work than the one arm (about 1.7× expected over 8
+members, 1.88× for the 16 trials the random sampler draws here); a fixed n_critic measures
+the stacked step alone.
+
 Trials per hour = trials / wall seconds × 3600. Rounds interleave the arms (the order
 rotates each round); the result is the median over rounds of each arm's trials/hour and
 of each ratio to ``one``. ``--device cuda`` runs on the GPU (``benchmarks/gpu.sh``).
 
 Usage: ``python benchmarks/population.py [--quick] [--rounds R] [--population 8 32]
-[--device cpu|cuda] [--tracking on|off|auto] [--out PATH]``. The last line of stdout is
-one line of JSON, also written to ``--out`` (default ``benchmarks/results/population.json``).
+[--n-critic N] [--device cpu|cuda] [--tracking on|off|auto] [--out PATH]``. The last line of
+stdout is one line of JSON, also written to ``--out`` (default
+``benchmarks/results/population.json``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
+from workers import lambda_only
 
 from pipeline.host.registry import default_registry
 from pipeline.tracking.client import TrackingSettings
@@ -57,17 +67,30 @@ def overrides(steps: int, width: int) -> list[str]:
     ]
 
 
+def experiment_for(args: argparse.Namespace, folder: Path) -> Path:
+    """The study's experiment file: :data:`EXPERIMENT`, or with ``--n-critic`` a copy with
+    that n_critic and λ alone searched."""
+    if args.n_critic is None:
+        return EXPERIMENT
+    experiment = lambda_only(folder)
+    spec = yaml.safe_load(experiment.read_text())
+    spec["train"]["n_critic"] = args.n_critic
+    experiment.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return experiment
+
+
 def tune_arm(arm: str, trials: int, args: argparse.Namespace) -> float:
     """Wall seconds of one complete tune of ``trials`` trials for ``arm``."""
     registry = default_registry()
     with tempfile.TemporaryDirectory(prefix="bench-population-") as tmp:
+        experiment = experiment_for(args, Path(tmp))
         tracking = None
         if args.tracking:
             tracking = TrackingSettings(
                 tracking_uri=f"sqlite:///{tmp}/mlflow.db", artifact_location=f"{tmp}/artifacts"
             )
         if arm.startswith("workers_"):
-            return workers_arm(int(arm.split("_")[1]), trials, args, Path(tmp))
+            return workers_arm(int(arm.split("_")[1]), trials, args, Path(tmp), experiment)
         options = TuneOptions(
             n_trials=trials,
             storage=f"{tmp}/optuna.journal",
@@ -77,7 +100,7 @@ def tune_arm(arm: str, trials: int, args: argparse.Namespace) -> float:
             device=args.device,
         )
         tuner = Tuner(
-            EXPERIMENT,
+            experiment,
             overrides(args.steps, args.width),
             options,
             registry=registry,
@@ -94,13 +117,15 @@ def tune_arm(arm: str, trials: int, args: argparse.Namespace) -> float:
         return time.perf_counter() - start
 
 
-def workers_arm(workers: int, trials: int, args: argparse.Namespace, tmp: Path) -> float:
+def workers_arm(
+    workers: int, trials: int, args: argparse.Namespace, tmp: Path, experiment: Path
+) -> float:
     """Wall seconds of ``pipeline tune --workers N`` on the same study and budget, in its own
     processes (tracked into ``tmp``; each worker gets cores // N threads)."""
     exe = os.path.join(os.path.dirname(sys.executable), "pipeline")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    command = [exe, "tune", str(EXPERIMENT), "--workers", str(workers)]
+    command = [exe, "tune", str(experiment), "--workers", str(workers)]
     command += ["--n-trials", str(trials), "--sampler", "random", "--seed", "0"]
     command += ["--pruner", "none", "--device", args.device]
     command += ["--storage", str(tmp / "optuna.journal")]
@@ -124,6 +149,9 @@ def main() -> None:
     parser.add_argument("--trials-one", type=int, default=None, help="trials of the one arm")
     parser.add_argument("--fill", type=int, default=2, help="population arms: fill × K trials")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--n-critic", type=int, default=None, help="every trial's n_critic (λ alone searched)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
@@ -193,6 +221,7 @@ def summarise(
         "trials": arms,
         "steps": args.steps,
         "width": args.width,
+        "n_critic": args.n_critic if args.n_critic is not None else "searched 1-10",
         "rounds": max(len(v) for v in rates.values()),
         "threads": torch.get_num_threads(),
         "tracking": args.tracking,

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.cli.commands import main
 from pipeline.errors import ConfigError
 from pipeline.tracking.client import TrackingSettings
-from pipeline.tuning.population.tune import PopulationTuner
+from pipeline.tuning.population.tune import PopulationTuner, expected_critic_work
 from pipeline.tuning.tuner import TuneOptions, Tuner
 from tests.conftest import EXPERIMENTS, TINY_SMALL
 from tests.test_tune import PruneTrialNumber
@@ -126,6 +126,17 @@ def test_population_with_n_jobs_is_refused(tmp_path):
         PopulationTuner(tuner, 2)
 
 
+def test_expected_critic_work_of_a_searched_n_critic():
+    # by hand: {1, 2} twice: E[max] = 1.75 (only 1,1 has max 1), mean 1.5
+    assert expected_critic_work([1, 2], 2) == pytest.approx(1.75 / 1.5)
+    assert expected_critic_work([3], 8) == 1.0  # one value: no masked steps
+    assert expected_critic_work(list(range(1, 11)), 1) == pytest.approx(1.0)
+    # 8 members over 1-10: E[max] = 10 - sum((j/10)^8) = 9.3225..., mean 5.5
+    assert expected_critic_work(list(range(1, 11)), 8) == pytest.approx(
+        (10 - sum((j / 10) ** 8 for j in range(1, 10))) / 5.5
+    )
+
+
 def test_cli_population_option(tmp_path):
     args = ["tune", str(EXPERIMENTS / "wgan_gp_grid25.yaml"), "--n-trials", "2"]
     args += ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
@@ -137,7 +148,11 @@ def test_cli_population_option(tmp_path):
         assert result.exit_code == 0, result.output
         assert "populations of 2 trials" in result.output
         on_cpu = not torch.cuda.is_available()  # the file's device is auto
-        assert ("note: on CPU a population is slower" in result.output) == on_cpu
+        assert ("note: on CPU a population gains little" in result.output) == on_cpu
+        # the file searches n_critic over 1-10: E[max of 2] = 10 - sum((j/10)^2, j<10) = 7.15
+        # against a mean of 5.5, 1.30x the critic work
+        assert "train.n_critic is searched (1-10)" in result.output
+        assert "about 1.30x the critic work" in result.output
         bad = runner.invoke(main, [*args, "--population", "0"])
     assert bad.exit_code == 2 and "--population: must be ≥ 1" in bad.output
 

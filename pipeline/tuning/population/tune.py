@@ -39,11 +39,45 @@ __all__ = ["PopulationTuner"]
 
 #: said when a population starts on CPU (benchmarks/results/population.json, issue 22)
 CPU_NOTE = (
-    "note: on CPU a population is slower than trials side by side: --population 8 ran at "
-    "0.67x the trials/hour of one trial at a time on 3x128 nets, where 2 worker processes "
-    "ran at 1.06x (benchmarks/population.py, 2 cores); without --population, pipeline "
-    "tune starts one 1-thread worker per core. On a GPU populations pay (docs/tuning.md)"
+    "note: on CPU a population gains little: --population 8 on 3x128 nets ran at 0.67x the "
+    "trials/hour of one trial at a time with n_critic searched over 1-10, 1.2x with it fixed "
+    "(1 thread), where 2 worker processes ran at 1.06x (benchmarks/population.py, 2 cores); "
+    "without --population, pipeline tune starts one 1-thread worker per core. On a GPU "
+    "populations pay (docs/tuning.md)"
 )
+
+
+def expected_critic_work(values: list[int], size: int) -> float:
+    """The critic steps a population of ``size`` members, each with an n_critic drawn
+    uniformly from ``values``, takes for every member (max over the members, masked extra
+    steps included) over those the same members take side by side (mean): E[max] / E[mean].
+    E[max of K draws] = Σ_v v·(F(v)^K − F(v⁻)^K), F the draws' distribution function."""
+    ordered = sorted(values)
+    n = len(ordered)
+    e_max = sum(v * (((i + 1) / n) ** size - (i / n) ** size) for i, v in enumerate(ordered))
+    return e_max / (sum(ordered) / n)
+
+
+def n_critic_note(params: dict[str, Any], size: int) -> str | None:
+    """What a searched ``train.n_critic`` costs a population (None when it is not searched
+    or the population has one member)."""
+    p = params.get("train.n_critic")
+    if p is None or size < 2:
+        return None
+    if p.type == "int":
+        values = list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
+    else:
+        values = [int(v) for v in p.bounds()]
+    if len(set(values)) < 2:
+        return None
+    work = expected_critic_work(values, size)
+    return (
+        f"note: train.n_critic is searched ({min(values)}-{max(values)}): a population "
+        f"steps every member's critic as often as its largest n_critic (members with fewer "
+        f"are masked out of the extra steps, their arithmetic done all the same), about "
+        f"{work:.2f}x the critic work of the same trials side by side with {size} members "
+        "(docs/speed.md#populations); fix n_critic, or search it without --population"
+    )
 
 
 class PopulationTuner(MemberHooks):
@@ -220,6 +254,9 @@ class PopulationTuner(MemberHooks):
         )
         if resolve_device(tuner.base_experiment.train.device).type == "cpu":
             tuner.echo(CPU_NOTE)
+        note = n_critic_note(tuner.space.params, self.size)
+        if note is not None:
+            tuner.echo(note)
         from pipeline.stores import dead_trials
 
         dead_trials.fail_dead_trials(study, tuner.retry_dead)
