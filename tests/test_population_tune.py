@@ -148,7 +148,7 @@ def test_cli_population_option(tmp_path):
         assert result.exit_code == 0, result.output
         assert "populations of 2 trials" in result.output
         on_cpu = not torch.cuda.is_available()  # the file's device is auto
-        assert ("note: on CPU a population gains little" in result.output) == on_cpu
+        assert ("note: on CPU a population pays only when" in result.output) == on_cpu
         # the file searches n_critic over 1-10: E[max of 2] = 10 - sum((j/10)^2, j<10) = 7.15
         # against a mean of 5.5, 1.30x the critic work
         assert "train.n_critic is searched (1-10)" in result.output

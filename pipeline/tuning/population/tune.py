@@ -39,11 +39,11 @@ __all__ = ["PopulationTuner"]
 
 #: said when a population starts on CPU (benchmarks/results/population.json, issue 22)
 CPU_NOTE = (
-    "note: on CPU a population gains little: --population 8 on 3x128 nets ran at 0.67x the "
-    "trials/hour of one trial at a time with n_critic searched over 1-10, 1.2x with it fixed "
-    "(1 thread), where 2 worker processes ran at 1.06x (benchmarks/population.py, 2 cores); "
-    "without --population, pipeline tune starts one 1-thread worker per core. On a GPU "
-    "populations pay (docs/tuning.md)"
+    "note: on CPU a population pays only when its members step alike: --population 8 on "
+    "3x128 nets ran at 2.0x the trials/hour of one trial at a time with n_critic fixed, "
+    "0.67-0.94x with n_critic searched over 1-10, where 2 worker processes ran at 1.06x "
+    "(benchmarks/population.py, 2 cores, 2 threads); without --population, pipeline tune "
+    "starts one 1-thread worker per core. On a GPU populations pay (docs/tuning.md)"
 )
 
 
