@@ -20,7 +20,7 @@ The runs table's columns: the link ``pipeline ui`` prints names a shared view (t
 experiment tag :data:`VIEW_TAG`), which applies only while the URL names it; an experiment
 reached from the experiments list shows the view the browser saved for it, MLflow's default
 columns (Dataset, Source, Models) on a first visit. The UI saves that view in localStorage
-under :func:`saved_view_key` (``LocalStorageUtils.getStoreForComponent("ExperimentPage",
+under :data:`SAVED_VIEW_AROUND` (``LocalStorageUtils.getStoreForComponent("ExperimentPage",
 JSON.stringify(sortedIds))`` in the bundle), as ``{...searchFacets, ...uiState}``: the same
 fields a shared view holds. So the page also copies each experiment's :data:`VIEW_TAG` there,
 where the browser has none yet (a view the user changed is kept).
@@ -51,16 +51,9 @@ VIEW_KEY = "gan-pipeline"
 VIEW_TAG = SHARED_VIEW_PREFIX + VIEW_KEY
 #: how long the page waits for the experiments before it opens the UI anyway (ms)
 FETCH_WAIT_MS = 3000
-
-
-#: the UI's localStorage key of a runs-table view: these around the JSON list of the ids
+#: the UI's (MLflow 3.17) localStorage key of the runs-table view it shows for experiment
+#: ``id`` alone: these around ``JSON.stringify([id])``
 SAVED_VIEW_AROUND = ("MLflowLocalStorage-1.1-ExperimentPage-", "-ReactComponentState")
-
-
-def saved_view_key(experiment_id: str) -> str:
-    """The localStorage key under which the UI (MLflow 3.17) keeps the runs-table view it
-    shows for experiment ``experiment_id`` alone."""
-    return json.dumps([experiment_id]).join(SAVED_VIEW_AROUND)
 
 
 def open_page(target: str) -> str:
